@@ -1,0 +1,45 @@
+//! `vessel`: one command for every virtualization technique vessel offers.
+//!
+//! The binary is thin: each subcommand parses its flags here and calls into
+//! the library crate that does the work.
+
+mod host_check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// vessel runs guests with every technique of the classic comparison table:
+/// emulation of a foreign architecture, full and hardware-assisted
+/// virtualization, paravirtual devices, and OS-level containers.
+#[derive(Debug, Parser)]
+#[command(name = "vessel", version, propagate_version = true)]
+#[command(
+    about = "One command for emulated machines, KVM guests and containers",
+    long_about = None,
+    after_help = "Start with `vessel host-check` to see which engines this host can run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check what this host offers: CPU extensions, KVM, container features.
+    HostCheck(host_check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::HostCheck(args) => host_check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vessel: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
