@@ -55,10 +55,10 @@ impl Bus {
         if len == 0 {
             return Err(BusError::BadRange { base });
         }
-        if let Some((&b, e)) = self.ranges.range(..end).next_back() {
-            if b + e.len > base {
-                return Err(BusError::Overlap { base, len });
-            }
+        if let Some((&b, e)) = self.ranges.range(..end).next_back()
+            && b + e.len > base
+        {
+            return Err(BusError::Overlap { base, len });
         }
         self.ranges.insert(base, Entry { len, device });
         Ok(())
