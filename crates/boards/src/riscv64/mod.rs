@@ -1,0 +1,13 @@
+//! QEMU's riscv64 `virt` board.
+
+pub mod boot;
+pub mod clint;
+pub mod events;
+pub mod fdt;
+pub mod layout;
+pub mod plic;
+pub mod rtc;
+pub mod test_dev;
+pub mod uart;
+pub mod virtio_slot;
+pub mod wires;
