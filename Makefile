@@ -9,15 +9,15 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	$(CARGO) build --release --workspace --locked
+	$(CARGO) build --release --workspace
 
 demo: build
 	@scripts/demo.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --release --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
 # Every test, as CI runs them. Tests that need root or hardware say why they skip.
 test: lint build
-	$(CARGO) test --workspace --release --locked
+	$(CARGO) test --workspace --release
