@@ -1,0 +1,14 @@
+//! vessel's devices. They see guest memory and a bus only: the same code
+//! serves guests run by the emulator and by KVM.
+//!
+//! - [`virtio`]: the virtio-mmio transport and the block, net, console and
+//!   entropy devices.
+//! - [`block`]: disk image back ends (raw files, qcow2).
+//! - [`net`]: network back ends (tap).
+
+pub mod block;
+pub mod net;
+pub mod virtio;
+
+pub use virtio::mmio::VirtioMmio;
+pub use virtio::{VirtioDevice, device_type};

@@ -1,0 +1,1 @@
+//! Network back ends.
