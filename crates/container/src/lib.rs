@@ -1,0 +1,1 @@
+//! vessel OCI runtime library.
