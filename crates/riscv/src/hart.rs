@@ -1,0 +1,305 @@
+//! One hart: architectural state, the run loop, the decoded-instruction cache
+//! and the tracer.
+
+use crate::csr::{Csrs, MENVCFG_STCE, irqbit};
+use crate::decode::{Instruction, decode, decode_compressed};
+use crate::mmu::Tlb;
+use crate::trap::{CpuFault, Exit, cause};
+use crate::{Clock, HartIrq, Mmio, Ram};
+use std::sync::Arc;
+
+/// The largest paging mode a hart supports (it supports all smaller ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MmuMode {
+    Sv39,
+    #[default]
+    Sv48,
+}
+
+/// What a hart is: its id and its largest MMU mode. The ISA is fixed:
+/// see [`Hart::isa_string`].
+#[derive(Clone, Debug, Default)]
+pub struct HartConfig {
+    pub hart_id: u64,
+    pub mmu: MmuMode,
+}
+
+/// How often (in instructions) the run loop looks at interrupt wires and timers.
+const IRQ_CHECK_INTERVAL: u64 = 256;
+/// Traps in a row without one retired instruction before the hart gives up.
+const MAX_TRAPS_WITHOUT_PROGRESS: u32 = 64;
+
+const ICACHE_BITS: usize = 14;
+const ICACHE_SIZE: usize = 1 << ICACHE_BITS;
+
+/// A decoded instruction, valid while the bits at `paddr` still equal `raw`
+/// (checked on every hit, so writes to code need no explicit invalidation).
+#[derive(Clone, Copy, Debug)]
+struct CacheEntry {
+    paddr: u64,
+    raw: u32,
+    inst: Instruction,
+}
+
+/// What the executor asks of the run loop after an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Next,
+    /// Interrupt enables or pending bits may have changed: check now.
+    CheckIrq,
+    /// WFI with nothing pending: return to the board.
+    Wfi,
+}
+
+/// A RISC-V hart (RV64IMAFDC, M/S/U).
+pub struct Hart {
+    pub(crate) x: [u64; 32],
+    pub(crate) f: [u64; 32],
+    pub(crate) pc: u64,
+    /// Current privilege: 0 = U, 1 = S, 3 = M.
+    pub(crate) prv: u8,
+    pub(crate) csr: Csrs,
+    pub(crate) ram: Ram,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) irq: Arc<HartIrq>,
+    pub(crate) config: HartConfig,
+    pub(crate) tlb: Tlb,
+    icache: Box<[CacheEntry]>,
+    pub(crate) instret: u64,
+    /// Raw bits of the instruction being executed (for illegal-instruction tval).
+    pub(crate) cur_raw: u32,
+    trace: bool,
+    traps_in_a_row: u32,
+}
+
+impl std::fmt::Debug for Hart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hart")
+            .field("hart_id", &self.config.hart_id)
+            .field("pc", &format_args!("{:#x}", self.pc))
+            .field("prv", &self.prv)
+            .field("instret", &self.instret)
+            .finish()
+    }
+}
+
+impl Hart {
+    /// A hart in M-mode at pc 0 with all registers zero.
+    /// `VESSEL_TRACE=1` in the environment prints every instruction to stderr.
+    pub fn new(config: HartConfig, ram: Ram, clock: Arc<Clock>, irq: Arc<HartIrq>) -> Hart {
+        let trace = std::env::var_os("VESSEL_TRACE").is_some_and(|v| v == "1");
+        let empty = CacheEntry {
+            paddr: u64::MAX,
+            raw: 0,
+            inst: Instruction::Illegal { raw: 0 },
+        };
+        Hart {
+            x: [0; 32],
+            f: [0; 32],
+            pc: 0,
+            prv: 3,
+            csr: Csrs::new(),
+            ram,
+            clock,
+            irq,
+            config,
+            tlb: Tlb::new(),
+            icache: vec![empty; ICACHE_SIZE].into_boxed_slice(),
+            instret: 0,
+            cur_raw: 0,
+            trace,
+            traps_in_a_row: 0,
+        }
+    }
+
+    pub fn hart_id(&self) -> u64 {
+        self.config.hart_id
+    }
+    pub fn pc(&self) -> u64 {
+        self.pc
+    }
+    pub fn set_pc(&mut self, pc: u64) {
+        self.pc = pc;
+    }
+    /// Integer register `i` (0..32; others read 0).
+    pub fn reg(&self, i: usize) -> u64 {
+        self.x.get(i).copied().unwrap_or(0)
+    }
+    /// Set integer register `i`; x0 stays 0.
+    pub fn set_reg(&mut self, i: usize, v: u64) {
+        if i != 0 && i < 32 {
+            self.x[i] = v;
+        }
+    }
+    /// Floating-point register `i` as raw bits.
+    pub fn freg(&self, i: usize) -> u64 {
+        self.f.get(i).copied().unwrap_or(0)
+    }
+    /// Current privilege level: 0 = U, 1 = S, 3 = M.
+    pub fn privilege(&self) -> u8 {
+        self.prv
+    }
+    /// Instructions retired so far.
+    pub fn instret(&self) -> u64 {
+        self.instret
+    }
+    /// Turn the instruction tracer on or off (also `VESSEL_TRACE=1`).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// The ISA string for the device tree: exactly what is implemented.
+    pub fn isa_string(&self) -> String {
+        let mut s = String::from("rv64imafdc");
+        for e in &self.isa_extensions()[6..] {
+            s.push('_');
+            s.push_str(e);
+        }
+        s
+    }
+
+    /// The extensions for `riscv,isa-extensions`.
+    pub fn isa_extensions(&self) -> Vec<&'static str> {
+        vec![
+            "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zicntr", "sstc",
+        ]
+    }
+
+    /// The device-tree `mmu-type`.
+    pub fn mmu_type(&self) -> &'static str {
+        match self.config.mmu {
+            MmuMode::Sv39 => "riscv,sv39",
+            MmuMode::Sv48 => "riscv,sv48",
+        }
+    }
+
+    /// Earliest clock tick at which an enabled timer interrupt becomes pending.
+    pub fn next_timer_deadline(&self) -> Option<u64> {
+        let mut d: Option<u64> = None;
+        if self.csr.mie & irqbit::MTI != 0 && self.irq.mtimecmp() != u64::MAX {
+            d = Some(self.irq.mtimecmp());
+        }
+        if self.csr.mie & irqbit::STI != 0
+            && self.csr.menvcfg & MENVCFG_STCE != 0
+            && self.csr.stimecmp != u64::MAX
+        {
+            let s = self.csr.stimecmp;
+            d = Some(d.map_or(s, |m| m.min(s)));
+        }
+        d
+    }
+
+    /// Drop this hart's LR reservation.
+    pub(crate) fn reservation_clear(&mut self) {
+        self.ram.clear_reservation(self.config.hart_id);
+    }
+
+    /// Run up to `budget` instructions, or until WFI or a fault.
+    pub fn run(&mut self, mmio: &mut dyn Mmio, budget: u64) -> Exit {
+        let end = self.instret.saturating_add(budget);
+        let mut countdown = 0u64;
+        loop {
+            if countdown == 0 {
+                if let Some(c) = self.pending_interrupt() {
+                    self.take_trap(cause::INTERRUPT | c, 0);
+                }
+                if self.instret >= end {
+                    return Exit::Budget;
+                }
+                countdown = IRQ_CHECK_INTERVAL.min(end - self.instret);
+            }
+            countdown -= 1;
+            match self.step(mmio) {
+                Ok(Flow::Next) => {}
+                Ok(Flow::CheckIrq) => countdown = 0,
+                Ok(Flow::Wfi) => return Exit::Wfi,
+                Err(t) => {
+                    if self.traps_in_a_row >= MAX_TRAPS_WITHOUT_PROGRESS {
+                        return Exit::Fault(CpuFault {
+                            hart_id: self.config.hart_id,
+                            pc: self.pc,
+                            cause: t.cause,
+                            tval: t.tval,
+                            reason: "the trap handler itself traps without executing \
+                                     (bad mtvec/stvec or unmapped handler)",
+                        });
+                    }
+                    self.traps_in_a_row += 1;
+                    if self.trace {
+                        eprintln!(
+                            "[hart {}] trap: {} tval={:#x} at pc={:#x}",
+                            self.config.hart_id,
+                            crate::trap::cause_name(t.cause),
+                            t.tval,
+                            self.pc
+                        );
+                    }
+                    self.take_trap(t.cause, t.tval);
+                    countdown = 0;
+                }
+            }
+        }
+    }
+
+    /// Fetch, decode (through the cache) and execute one instruction.
+    #[inline(always)]
+    fn step(&mut self, mmio: &mut dyn Mmio) -> Result<Flow, crate::trap::Trap> {
+        let (raw, paddr) = self.fetch_raw()?;
+        let (raw, len) = if raw & 3 == 3 {
+            (raw, 4)
+        } else {
+            (raw & 0xffff, 2)
+        };
+        let inst = if paddr != u64::MAX {
+            let idx = (paddr >> 1) as usize & (ICACHE_SIZE - 1);
+            let e = &self.icache[idx];
+            if e.paddr == paddr && e.raw == raw {
+                e.inst
+            } else {
+                let inst = decode_raw(raw);
+                self.icache[idx] = CacheEntry { paddr, raw, inst };
+                inst
+            }
+        } else {
+            decode_raw(raw)
+        };
+        self.cur_raw = raw;
+        if self.trace {
+            self.trace_insn(raw, inst);
+        }
+        let flow = self.execute(inst, len, mmio)?;
+        self.instret += 1;
+        self.traps_in_a_row = 0;
+        Ok(flow)
+    }
+
+    #[cold]
+    fn trace_insn(&self, raw: u32, inst: Instruction) {
+        let mode = match self.prv {
+            0 => 'U',
+            1 => 'S',
+            _ => 'M',
+        };
+        if raw & 3 == 3 {
+            eprintln!(
+                "[hart {} {mode}] {:016x}: {raw:08x}      {inst}",
+                self.config.hart_id, self.pc
+            );
+        } else {
+            eprintln!(
+                "[hart {} {mode}] {:016x}: {raw:04x}          {inst}",
+                self.config.hart_id, self.pc
+            );
+        }
+    }
+}
+
+/// Decode 16- or 32-bit raw bits.
+#[inline(always)]
+fn decode_raw(raw: u32) -> Instruction {
+    if raw & 3 == 3 {
+        decode(raw)
+    } else {
+        decode_compressed(raw as u16)
+    }
+}
