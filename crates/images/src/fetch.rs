@@ -1,0 +1,288 @@
+//! `vessel image fetch debian-riscv64`: from the signed archive index to a
+//! bootable kernel, firmware and initramfs in the cache.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{self, Manifest, PackageRecord};
+use crate::deb::{self, DebFile};
+use crate::download::{self, Downloader, Expected};
+use crate::index::{self, PackageEntry};
+use crate::initramfs::{InitramfsBuilder, write_atomic};
+use crate::kernel::{self, ModuleTree};
+use crate::release;
+use crate::{ImageError, sources};
+
+/// The one image vessel knows how to build today.
+pub const DEBIAN_RISCV64: &str = "debian-riscv64";
+/// Debian release the image is built from.
+pub const SUITE: &str = "trixie";
+/// Kernel modules the image loads (with their dependencies); built-in ones are skipped.
+pub const MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_console",
+    "virtio_rng",
+    "ext4",
+];
+
+/// How to fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Archive base URL; default: `VESSEL_DEBIAN_MIRROR` or the host's apt sources.
+    pub mirror: Option<String>,
+    /// Cache root; default: `$XDG_CACHE_HOME/vessel/images`.
+    pub cache_root: Option<PathBuf>,
+    /// OpenPGP keyrings trusted for InRelease; default: Debian's archive keyrings.
+    pub keyrings: Option<Vec<PathBuf>>,
+    /// Draw progress bars (use when stderr is a terminal).
+    pub progress: bool,
+    /// Print one line per step to stderr.
+    pub verbose: bool,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn basename(filename: &str) -> &str {
+    filename.rsplit('/').next().unwrap_or(filename)
+}
+
+/// Fetch and build image `name` into the cache; returns its manifest (absolute paths).
+pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
+    if name != DEBIAN_RISCV64 {
+        return Err(ImageError::Unknown {
+            name: name.to_owned(),
+        });
+    }
+    let say = |msg: &str| {
+        if opts.verbose {
+            eprintln!("{msg}");
+        }
+    };
+    let mirror = match &opts.mirror {
+        Some(m) => m.trim_end_matches('/').to_owned(),
+        None => sources::debian_mirror()?,
+    };
+    let root = match &opts.cache_root {
+        Some(r) => r.clone(),
+        None => cache::images_root()?,
+    };
+    let keyrings = opts
+        .keyrings
+        .clone()
+        .unwrap_or_else(release::default_keyrings);
+    let dir = root.join(name);
+    let debs_dir = dir.join("debs");
+    std::fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+    let dl = Downloader::new(opts.progress);
+
+    // 1. The signed index.
+    let inrelease_url = format!("{mirror}/dists/{SUITE}/InRelease");
+    say(&format!("fetching {inrelease_url}"));
+    let bytes = dl.fetch_bytes(&inrelease_url, 64 << 20)?;
+    let scratch = tempfile::tempdir_in(&dir).map_err(io_err(&dir))?;
+    let inrelease = scratch.path().join("InRelease");
+    std::fs::write(&inrelease, &bytes).map_err(io_err(&inrelease))?;
+    let signed = release::verify_inrelease(&inrelease, &keyrings)?;
+    let rel = release::parse_release(&signed, &inrelease_url)?;
+    if rel.codename != SUITE {
+        return Err(ImageError::WrongSuite {
+            url: inrelease_url,
+            got: rel.codename,
+            want: SUITE,
+        });
+    }
+    say(&format!(
+        "signature good: Debian {} ({}) {}",
+        rel.version, rel.codename, rel.suite
+    ));
+
+    // 2. The package index, checked against the signed Release.
+    let index_rel = "main/binary-riscv64/Packages.xz";
+    let (size, sha256) = rel.index(index_rel)?;
+    let index_expect = Expected { size, sha256 };
+    let index_path = dir.join("Packages.xz");
+    let index_url = format!("{mirror}/dists/{SUITE}/{index_rel}");
+    if download::file_matches(&index_path, &index_expect) {
+        say(&format!("reusing cached {index_rel} (sha256 ok)"));
+    } else {
+        say(&format!("fetching {index_url}"));
+        dl.fetch_verified(&index_url, &index_path, &index_expect, "Packages.xz")?;
+    }
+    let reader = BufReader::new(liblzma::read::XzDecoder::new(BufReader::new(
+        File::open(&index_path).map_err(io_err(&index_path))?,
+    )));
+    let packages = index::parse_packages(reader, &index_url, |n| {
+        n.starts_with("linux-image-") || n == "opensbi" || n == "busybox-static"
+    })?;
+    let kernel_pkg =
+        index::resolve_kernel(&packages, "linux-image-riscv64", "riscv64", &index_url)?;
+    let opensbi = index::find(&packages, "opensbi", &index_url)?;
+    let busybox = index::find(&packages, "busybox-static", &index_url)?;
+    let wanted: Vec<&PackageEntry> = vec![kernel_pkg, opensbi, busybox];
+
+    // 3. The packages, each checked against the index.
+    let mut keep = HashSet::new();
+    for pkg in &wanted {
+        let file = basename(&pkg.filename);
+        keep.insert(file.to_owned());
+        let dest = debs_dir.join(file);
+        let expect = Expected {
+            size: pkg.size,
+            sha256: pkg.sha256.clone(),
+        };
+        if download::file_matches(&dest, &expect) {
+            say(&format!("reusing cached {file} (sha256 ok)"));
+            continue;
+        }
+        let url = format!("{mirror}/{}", pkg.filename);
+        say(&format!(
+            "fetching {} {} ({:.1} MB)",
+            pkg.name,
+            pkg.version,
+            pkg.size as f64 / 1e6
+        ));
+        dl.fetch_verified(&url, &dest, &expect, &pkg.name)?;
+    }
+    // Older versions' packages are no longer needed.
+    if let Ok(entries) = std::fs::read_dir(&debs_dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&n) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    // 4. Unpack what the image needs.
+    say("unpacking the kernel, its modules, OpenSBI and busybox");
+    let kdeb = debs_dir.join(basename(&kernel_pkg.filename));
+    let kfiles = deb::extract(&kdeb, |p| {
+        p.starts_with("/boot/vmlinu")
+            || ((p.starts_with("/usr/lib/modules/") || p.starts_with("/lib/modules/"))
+                && (p.contains(".ko") || p.ends_with("/modules.builtin")))
+    })?;
+    let (kpath, kdata) = kfiles
+        .iter()
+        .find_map(|(p, f)| match f {
+            DebFile::Regular { data, .. } if p.starts_with("/boot/vmlinu") => Some((p, data)),
+            _ => None,
+        })
+        .ok_or_else(|| ImageError::MissingFile {
+            package: kernel_pkg.name.clone(),
+            path: "/boot/vmlinux-* or /boot/vmlinuz-*".into(),
+        })?;
+    let kernel_version = kpath
+        .trim_start_matches("/boot/vmlinux-")
+        .trim_start_matches("/boot/vmlinuz-")
+        .to_owned();
+    let image = kernel::to_raw_image(kdata.clone(), kpath)?;
+    let mut tree = ModuleTree {
+        package: kernel_pkg.name.clone(),
+        ..Default::default()
+    };
+    for (p, f) in kfiles {
+        if let DebFile::Regular { data, .. } = f
+            && !p.starts_with("/boot/")
+        {
+            tree.add(&p, data);
+        }
+    }
+    let modules = tree.load_order(MODULES)?;
+
+    let fw = take_file(
+        &debs_dir.join(basename(&opensbi.filename)),
+        &opensbi.name,
+        &[
+            "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
+            "/usr/share/opensbi/lp64/generic/firmware/fw_dynamic.bin",
+        ],
+    )?;
+    let bb = take_file(
+        &debs_dir.join(basename(&busybox.filename)),
+        &busybox.name,
+        &["/usr/bin/busybox", "/bin/busybox"],
+    )?;
+
+    // 5. Build and write: the manifest goes last, so a half-built image is never "fetched".
+    say("building the initramfs");
+    let initrd = InitramfsBuilder::busybox_base(bb.clone(), &modules)?;
+    let manifest_path = dir.join("manifest.json");
+    match std::fs::remove_file(&manifest_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&manifest_path)(e)),
+    }
+    let parts = dir.join("parts");
+    let mods_dir = parts.join("modules");
+    if mods_dir.exists() {
+        std::fs::remove_dir_all(&mods_dir).map_err(io_err(&mods_dir))?;
+    }
+    for m in &modules {
+        let p = mods_dir.join(format!("{}.ko", m.name));
+        write_atomic(&p, &m.data).map_err(io_err(&p))?;
+    }
+    let writes: [(&str, &[u8]); 3] = [
+        ("parts/busybox", &bb),
+        ("Image", &image),
+        ("fw_dynamic.bin", &fw),
+    ];
+    for (rel_path, data) in writes {
+        let p = dir.join(rel_path);
+        write_atomic(&p, data).map_err(io_err(&p))?;
+    }
+    initrd.write_gz(&dir.join("initrd.gz"))?;
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let manifest = Manifest {
+        format: 1,
+        name: name.to_owned(),
+        arch: "riscv64".into(),
+        suite: SUITE.into(),
+        kernel_version,
+        kernel: "Image".into(),
+        firmware: "fw_dynamic.bin".into(),
+        initrd: "initrd.gz".into(),
+        busybox: "parts/busybox".into(),
+        modules_dir: "parts/modules".into(),
+        modules: modules.iter().map(|m| m.name.clone()).collect(),
+        cmdline: "console=ttyS0".into(),
+        packages: wanted
+            .iter()
+            .map(|p| PackageRecord {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                filename: p.filename.clone(),
+                size: p.size,
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
+        created,
+    };
+    cache::save(&dir, &manifest)?;
+    say(&format!("image {name} ready in {}", dir.display()));
+    Ok(manifest.absolutize(&dir))
+}
+
+/// One regular file from a package, trying paths in order.
+fn take_file(deb_path: &Path, package: &str, paths: &[&str]) -> Result<Vec<u8>, ImageError> {
+    let mut files = deb::extract(deb_path, |p| paths.contains(&p))?;
+    for p in paths {
+        if let Some(DebFile::Regular { data, .. }) = files.remove(*p)
+            && !data.is_empty()
+        {
+            return Ok(data);
+        }
+    }
+    Err(ImageError::MissingFile {
+        package: package.to_owned(),
+        path: paths.join(" or "),
+    })
+}
