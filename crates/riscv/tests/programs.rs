@@ -1,0 +1,176 @@
+//! Instruction test programs: RISC-V assembly in tests/programs/, assembled
+//! at test time with Debian's riscv64-unknown-elf-gcc, loaded at 0x8000_0000
+//! and run on one hart. A program reports through the test device at
+//! 0x10_0000: 0x5555 = pass, (n << 16) | 0x3333 = check n failed.
+//! The harness also provides a minimal CLINT (msip, mtimecmp, mtime) for the
+//! interrupt program.
+
+use object::{Object, ObjectSegment};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use vessel_riscv::{Clock, Exit, Hart, HartConfig, HartIrq, Mmio, MmioFault, MmuMode, Ram};
+
+const CC: &str = "riscv64-unknown-elf-gcc";
+const RAM_BASE: u64 = 0x8000_0000;
+const TEST_DEVICE: u64 = 0x10_0000;
+const CLINT: u64 = 0x200_0000;
+
+struct TestBus {
+    result: Option<u32>,
+    clock: Arc<Clock>,
+    irq: Arc<HartIrq>,
+}
+
+impl Mmio for TestBus {
+    fn load(&mut self, paddr: u64, size: u8) -> Result<u64, MmioFault> {
+        match paddr {
+            p if p == CLINT && size == 4 => Ok(self.irq.msip() as u64),
+            p if p == CLINT + 0x4000 && size == 8 => Ok(self.irq.mtimecmp()),
+            p if p == CLINT + 0xbff8 && size == 8 => Ok(self.clock.now()),
+            _ => Err(MmioFault),
+        }
+    }
+    fn store(&mut self, paddr: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        match paddr {
+            TEST_DEVICE if size == 4 => {
+                if self.result.is_none() {
+                    self.result = Some(value as u32);
+                }
+                Ok(())
+            }
+            p if p == CLINT && size == 4 => {
+                self.irq.set_msip(value & 1 != 0);
+                Ok(())
+            }
+            p if p == CLINT + 0x4000 && size == 8 => {
+                self.irq.set_mtimecmp(value);
+                Ok(())
+            }
+            _ => Err(MmioFault),
+        }
+    }
+}
+
+fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+/// Assemble `name.S` into an ELF; panics naming the Debian package if the
+/// cross compiler is missing (make test installs it).
+fn assemble(name: &str) -> Vec<u8> {
+    let dir = programs_dir();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("riscv-{name}.elf"));
+    let status = Command::new(CC)
+        .args([
+            "-march=rv64gc",
+            "-mabi=lp64d",
+            "-nostdlib",
+            "-nostartfiles",
+            "-mno-relax",
+            "-T",
+        ])
+        .arg(dir.join("link.ld"))
+        .arg("-I")
+        .arg(&dir)
+        .arg("-o")
+        .arg(&out)
+        .arg(dir.join(format!("{name}.S")))
+        .status();
+    match status {
+        Err(e) => panic!(
+            "cannot run {CC} ({e}): install the Debian package gcc-riscv64-unknown-elf \
+             (listed in scripts/packages.txt; `make test` installs it)"
+        ),
+        Ok(s) if !s.success() => panic!("{CC} failed to assemble tests/programs/{name}.S"),
+        Ok(_) => {}
+    }
+    std::fs::read(&out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()))
+}
+
+/// Run a program to its verdict; returns the hart for extra checks.
+fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
+    let elf = assemble(name);
+    let mem = vessel_machine::create_guest_memory(&[(RAM_BASE, 16 << 20)]).unwrap();
+    let ram = Ram::new(&mem).unwrap();
+    let file = object::File::parse(&*elf).expect("parse ELF");
+    for seg in file.segments() {
+        let data = seg.data().expect("segment data");
+        if !data.is_empty() {
+            ram.write_bytes(seg.address(), data)
+                .expect("segment inside RAM");
+        }
+    }
+    let clock = Clock::new(10_000_000);
+    let irq = HartIrq::new();
+    let cfg = HartConfig { hart_id: 0, mmu };
+    let mut hart = Hart::new(cfg, ram, clock.clone(), irq.clone());
+    hart.set_pc(file.entry());
+    let mut bus = TestBus {
+        result: None,
+        clock: clock.clone(),
+        irq: irq.clone(),
+    };
+    loop {
+        match hart.run(&mut bus, 100_000) {
+            Exit::Budget => {}
+            Exit::Wfi => {
+                let wait = hart
+                    .next_timer_deadline()
+                    .map(|t| clock.duration_until(t))
+                    .unwrap_or(std::time::Duration::from_millis(100));
+                irq.take_kick();
+                irq.wait(wait.min(std::time::Duration::from_millis(100)));
+            }
+            Exit::Fault(f) => panic!("{name}: CPU fault: {f}"),
+        }
+        if let Some(r) = bus.result {
+            assert_eq!(
+                r,
+                0x5555,
+                "{name}: check {} failed (pc {:#x}, gp {}, t6 {:#x})",
+                r >> 16,
+                hart.pc(),
+                hart.reg(3),
+                hart.reg(31)
+            );
+            return hart;
+        }
+        assert!(
+            hart.instret() < max_instructions,
+            "{name}: no verdict after {} instructions (pc {:#x}, last check {})",
+            hart.instret(),
+            hart.pc(),
+            hart.reg(3)
+        );
+    }
+}
+
+fn run_program(name: &str) -> Hart {
+    run_program_with(name, MmuMode::Sv48, 10_000_000)
+}
+
+#[test]
+fn integer() {
+    run_program("integer");
+}
+
+#[test]
+fn m_extension() {
+    run_program("m");
+}
+
+#[test]
+fn a_extension() {
+    run_program("a");
+}
+
+#[test]
+fn traps_and_delegation() {
+    run_program("traps");
+}
+
+#[test]
+fn csrs() {
+    run_program("csr");
+}
