@@ -1,1 +1,5 @@
-//! Network back ends.
+//! Network back ends for virtio-net.
+
+pub mod tap;
+
+pub use tap::{Tap, TapError};
