@@ -1,0 +1,399 @@
+//! vCPU threads: one named thread per vCPU runs `KVM_RUN`, hands port and
+//! MMIO exits to the buses, and obeys the VM's run state (running, paused,
+//! stopping). The owner of [`RunningVcpus`] pauses, resumes and stops them,
+//! kicking threads out of `KVM_RUN` with a real-time signal.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vessel_machine::Bus;
+
+/// Why a VM stopped running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The guest asked for a reset (the i8042 reset line, for instance).
+    /// A microVM treats a reset as the end of the guest, as Firecracker does.
+    Reset,
+    /// The guest triple-faulted or KVM shut the vCPU down (`KVM_EXIT_SHUTDOWN`).
+    TripleFault,
+    /// The guest powered off (a `KVM_SYSTEM_EVENT_SHUTDOWN`).
+    PowerOff,
+    /// A vCPU halted with no in-kernel interrupt controller to wake it.
+    Halted,
+    /// The host stopped the VM ([`RunningVcpus::shutdown`]).
+    Stopped,
+    /// A vCPU failed: the message says which and why.
+    Failed(String),
+}
+
+/// Errors of controlling running vCPUs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RunError {
+    #[error("cannot start the thread of vCPU {id}: {reason}")]
+    Spawn { id: u64, reason: String },
+    #[error("the VM is not running (it stopped: {0:?})")]
+    NotRunning(Option<ExitReason>),
+    #[error("the VM is not paused")]
+    NotPaused,
+}
+
+/// Where a vCPU's port I/O and MMIO exits go.
+#[derive(Default)]
+pub struct IoBuses {
+    /// x86 I/O ports.
+    pub pio: Bus,
+    /// Memory-mapped devices.
+    pub mmio: Bus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Paused,
+    Stopping,
+}
+
+struct Control {
+    state: RunState,
+    exit: Option<ExitReason>,
+    /// vCPU threads parked because the VM is paused.
+    paused: usize,
+    /// vCPU threads that have returned.
+    finished: usize,
+}
+
+struct Shared {
+    control: Mutex<Control>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A handle devices use to end the VM (the i8042 reset, a power button).
+/// Cheap to clone; safe to call from a vCPU thread.
+#[derive(Clone)]
+pub struct VmControl {
+    shared: Arc<Shared>,
+}
+
+impl VmControl {
+    /// A control for VMs not started yet.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                control: Mutex::new(Control {
+                    state: RunState::Running,
+                    exit: None,
+                    paused: 0,
+                    finished: 0,
+                }),
+                changed: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Stop the VM with `reason`. The first reason wins; later ones are ignored.
+    pub fn request_exit(&self, reason: ExitReason) {
+        let mut c = self.shared.lock();
+        if c.exit.is_none() {
+            c.exit = Some(reason);
+        }
+        c.state = RunState::Stopping;
+        self.shared.changed.notify_all();
+    }
+
+    /// The reason the VM stopped, once it has.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.shared.lock().exit.clone()
+    }
+}
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The handler does nothing, which is async-signal-safe; its only
+        // purpose is to make KVM_RUN return EINTR.
+        let r = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick);
+        if let Err(e) = r {
+            // Without the handler a kick would kill the process: fail loudly
+            // in the one place this can go wrong.
+            eprintln!("vessel-kvm: cannot install the vCPU kick signal handler: {e}");
+        }
+    });
+}
+
+/// vCPU threads of one VM, running.
+pub struct RunningVcpus {
+    threads: Vec<JoinHandle<()>>,
+    control: VmControl,
+}
+
+/// How often a controller re-sends kicks while it waits for vCPUs to notice.
+const KICK_INTERVAL: Duration = Duration::from_millis(5);
+
+impl RunningVcpus {
+    /// Start one thread per vCPU. Each thread is named `vessel-vcpu<id>`.
+    pub fn spawn(
+        vcpus: Vec<(u64, VcpuFd)>,
+        buses: Arc<IoBuses>,
+        control: VmControl,
+    ) -> Result<Self, RunError> {
+        install_kick_handler();
+        let mut running = Self {
+            threads: Vec::with_capacity(vcpus.len()),
+            control,
+        };
+        for (id, vcpu) in vcpus {
+            let buses = Arc::clone(&buses);
+            let shared = Arc::clone(&running.control.shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("vessel-vcpu{id}"))
+                .spawn(move || vcpu_thread(id, vcpu, &buses, &shared))
+                .map_err(|e| RunError::Spawn {
+                    id,
+                    reason: e.to_string(),
+                });
+            match thread {
+                Ok(t) => running.threads.push(t),
+                Err(e) => {
+                    running
+                        .control
+                        .request_exit(ExitReason::Failed(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    /// A handle to stop this VM from elsewhere.
+    pub fn control(&self) -> VmControl {
+        self.control.clone()
+    }
+
+    fn kick_all(&self) {
+        use std::os::unix::thread::JoinHandleExt;
+        for t in &self.threads {
+            // SAFETY: the thread has not been joined (joining consumes the
+            // handles), so its pthread_t is valid even if it has returned.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+        }
+    }
+
+    /// Park every vCPU outside `KVM_RUN`; returns once all are parked.
+    pub fn pause(&self) -> Result<(), RunError> {
+        let shared = &self.control.shared;
+        let mut c = shared.lock();
+        match c.state {
+            RunState::Stopping => return Err(RunError::NotRunning(c.exit.clone())),
+            RunState::Paused => return Ok(()),
+            RunState::Running => c.state = RunState::Paused,
+        }
+        shared.changed.notify_all();
+        while c.paused + c.finished < self.threads.len() {
+            if c.state == RunState::Stopping {
+                return Err(RunError::NotRunning(c.exit.clone()));
+            }
+            self.kick_all();
+            c = shared
+                .changed
+                .wait_timeout(c, KICK_INTERVAL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Let paused vCPUs run again.
+    pub fn resume(&self) -> Result<(), RunError> {
+        let shared = &self.control.shared;
+        let mut c = shared.lock();
+        match c.state {
+            RunState::Paused => {
+                c.state = RunState::Running;
+                shared.changed.notify_all();
+                Ok(())
+            }
+            RunState::Running => Err(RunError::NotPaused),
+            RunState::Stopping => Err(RunError::NotRunning(c.exit.clone())),
+        }
+    }
+
+    /// Whether every vCPU is parked by [`pause`](Self::pause).
+    pub fn is_paused(&self) -> bool {
+        let c = self.control.shared.lock();
+        c.state == RunState::Paused && c.paused + c.finished == self.threads.len()
+    }
+
+    /// Stop the VM from the host and wait for its vCPU threads.
+    pub fn shutdown(self) -> ExitReason {
+        self.control.request_exit(ExitReason::Stopped);
+        self.wait()
+    }
+
+    /// Wait until the VM stops (the guest resets or powers off, a vCPU
+    /// fails, or someone calls [`VmControl::request_exit`]), then join
+    /// every vCPU thread.
+    pub fn wait(mut self) -> ExitReason {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> ExitReason {
+        let shared = Arc::clone(&self.control.shared);
+        let mut c = shared.lock();
+        while c.state != RunState::Stopping {
+            c = shared.changed.wait(c).unwrap_or_else(|p| p.into_inner());
+        }
+        while c.finished < self.threads.len() {
+            self.kick_all();
+            c = shared
+                .changed
+                .wait_timeout(c, KICK_INTERVAL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let exit = c.exit.clone().unwrap_or(ExitReason::Stopped);
+        drop(c);
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                return ExitReason::Failed("a vCPU thread panicked".into());
+            }
+        }
+        exit
+    }
+}
+
+impl Drop for RunningVcpus {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.control.request_exit(ExitReason::Stopped);
+            self.stop_and_join();
+        }
+    }
+}
+
+/// Wait while paused; false once the VM is stopping.
+fn may_run(shared: &Shared) -> bool {
+    let mut c = shared.lock();
+    loop {
+        match c.state {
+            RunState::Running => return true,
+            RunState::Stopping => return false,
+            RunState::Paused => {
+                c.paused += 1;
+                shared.changed.notify_all();
+                while c.state == RunState::Paused {
+                    c = shared.changed.wait(c).unwrap_or_else(|p| p.into_inner());
+                }
+                c.paused -= 1;
+            }
+        }
+    }
+}
+
+fn vcpu_thread(id: u64, mut vcpu: VcpuFd, buses: &IoBuses, shared: &Shared) {
+    while may_run(shared) {
+        if let Some(reason) = run_once(id, &mut vcpu, buses) {
+            let mut c = shared.lock();
+            if c.exit.is_none() {
+                c.exit = Some(reason);
+            }
+            c.state = RunState::Stopping;
+            shared.changed.notify_all();
+            break;
+        }
+    }
+    let mut c = shared.lock();
+    c.finished += 1;
+    shared.changed.notify_all();
+}
+
+/// One `KVM_RUN`; `Some` when the VM must stop.
+fn run_once(id: u64, vcpu: &mut VcpuFd, buses: &IoBuses) -> Option<ExitReason> {
+    match vcpu.run() {
+        Ok(VcpuExit::IoOut(port, data)) => {
+            // Writes to ports nobody decodes are dropped, as on a PC.
+            let _ = buses.pio.write(u64::from(port), data);
+            None
+        }
+        Ok(VcpuExit::IoIn(port, data)) => {
+            if buses.pio.read(u64::from(port), data).is_err() {
+                data.fill(0xff);
+            }
+            None
+        }
+        Ok(VcpuExit::MmioWrite(addr, data)) => {
+            let _ = buses.mmio.write(addr, data);
+            None
+        }
+        Ok(VcpuExit::MmioRead(addr, data)) => {
+            if buses.mmio.read(addr, data).is_err() {
+                data.fill(0xff);
+            }
+            None
+        }
+        Ok(VcpuExit::Hlt) => Some(ExitReason::Halted),
+        Ok(VcpuExit::Shutdown) => Some(ExitReason::TripleFault),
+        Ok(VcpuExit::SystemEvent(kind, _)) => Some(match kind {
+            kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::PowerOff,
+            kvm_bindings::KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
+            other => ExitReason::Failed(format!("vCPU {id}: system event {other}")),
+        }),
+        Ok(VcpuExit::Intr) => None,
+        Ok(VcpuExit::FailEntry(reason, cpu)) => Some(ExitReason::Failed(format!(
+            "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
+        ))),
+        Ok(VcpuExit::InternalError) => Some(ExitReason::Failed(format!(
+            "vCPU {id}: KVM internal error (an instruction the host cannot emulate?)"
+        ))),
+        Ok(other) => Some(ExitReason::Failed(format!(
+            "vCPU {id}: unexpected exit {other:?}"
+        ))),
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
+        Err(e) => Some(ExitReason::Failed(format!(
+            "vCPU {id}: KVM_RUN failed: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_exit_reason_wins() {
+        let control = VmControl::new();
+        assert_eq!(control.exit_reason(), None);
+        control.request_exit(ExitReason::Reset);
+        control.request_exit(ExitReason::Stopped);
+        assert_eq!(control.exit_reason(), Some(ExitReason::Reset));
+    }
+
+    #[test]
+    fn no_vcpus_stop_at_once() {
+        let running =
+            RunningVcpus::spawn(Vec::new(), Arc::new(IoBuses::default()), VmControl::new())
+                .unwrap();
+        running.pause().unwrap();
+        assert!(running.is_paused());
+        running.resume().unwrap();
+        assert_eq!(running.resume(), Err(RunError::NotPaused));
+        assert_eq!(running.shutdown(), ExitReason::Stopped);
+    }
+}

@@ -1,0 +1,316 @@
+//! The x86_64 microvm on KVM: build it from a [`VmConfig`], start its vCPU
+//! threads, pause, resume, stop or wait for the guest to end.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use vessel_kvm::kvm_ioctls::VcpuFd;
+use vessel_kvm::{
+    DEFAULT_KVM_PATH, ExitReason, IoBuses, IrqFd, KvmVm, RunError, RunningVcpus, VmControl, VmError,
+};
+use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory};
+
+use crate::boot::{BootError, BootInfo, load_linux};
+use crate::cpu::{CpuError, setup_boot_vcpu_long_mode, setup_vcpu, write_boot_tables};
+use crate::layout::{
+    KVM_TSS_ADDRESS, MIN_MEMORY, MMIO_GAP_END, VIRTIO_MMIO_SLOT, VIRTIO_MMIO_START, ram_ranges,
+};
+use crate::legacy::{
+    I8042, I8042_PORT, I8042_PORT_LEN, SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN, SerialDevice,
+    SerialOut,
+};
+use crate::mptable::{self, MpTableError};
+
+/// Errors of building and running a microvm.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kvm(#[from] VmError),
+    #[error("guest memory: {0}")]
+    Memory(#[from] MemoryError),
+    #[error(
+        "guest memory of {0} bytes is too small: give the guest at least {min} MiB",
+        min = MIN_MEMORY >> 20
+    )]
+    MemoryTooSmall(u64),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    #[error(transparent)]
+    MpTable(#[from] MpTableError),
+    #[error("cannot place a device: {0}")]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("no virtio-mmio slot left below the top of the MMIO gap")]
+    NoVirtioSlot,
+}
+
+/// What to run.
+pub struct VmConfig {
+    /// ELF vmlinux or bzImage.
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    pub vcpus: usize,
+    /// The KVM device node (normally `/dev/kvm`).
+    pub kvm_path: PathBuf,
+    /// Where the guest's serial console output goes.
+    pub serial_out: SerialOut,
+}
+
+/// The command line a Linux guest of this board needs: the serial console,
+/// reboot through the i8042 (a clean exit), and no waiting on panic.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
+
+impl VmConfig {
+    /// 128 MiB, one vCPU, console on stdout, the default command line.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: DEFAULT_CMDLINE.to_string(),
+            memory: 128 << 20,
+            vcpus: 1,
+            kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
+            serial_out: Box::new(std::io::stdout()),
+        }
+    }
+}
+
+/// A virtio-mmio slot handed to a device: its MMIO window and its GSI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioSlot {
+    pub base: u64,
+    pub len: u64,
+    pub gsi: u32,
+}
+
+/// First GSI used for virtio-mmio devices (ISA IRQs 0–4 are taken or legacy).
+const VIRTIO_FIRST_GSI: u32 = 5;
+
+/// A microvm, built and ready to start.
+pub struct Microvm {
+    vcpus: Vec<(u64, VcpuFd)>,
+    buses: IoBuses,
+    control: VmControl,
+    serial: Arc<Mutex<SerialDevice>>,
+    boot: BootInfo,
+    virtio_slots: u32,
+    vm: KvmVm,
+    memory: GuestMemoryMmap,
+}
+
+impl Microvm {
+    /// Create the VM, load the kernel and boot data, and set up the devices
+    /// and vCPUs. Nothing runs until [`start`](Self::start).
+    pub fn new(config: VmConfig) -> Result<Self, Error> {
+        let vm = KvmVm::new(&config.kvm_path)?;
+        vm.check_vcpu_count(config.vcpus)?;
+        let cpus = u8::try_from(config.vcpus)
+            .ok()
+            .filter(|&n| n <= mptable::MAX_VCPUS)
+            .ok_or(MpTableError::TooManyCpus(config.vcpus))?;
+        if config.memory < MIN_MEMORY {
+            return Err(Error::MemoryTooSmall(config.memory));
+        }
+        let memory = create_guest_memory(&ram_ranges(config.memory))?;
+        vm.register_memory(&memory)?;
+        vm.create_irqchip_and_pit(KVM_TSS_ADDRESS)?;
+
+        let boot = load_linux(
+            &memory,
+            config.memory,
+            &config.kernel,
+            config.initrd.as_deref(),
+            &config.cmdline,
+        )?;
+        write_boot_tables(&memory)?;
+        mptable::write(&memory, usize::from(cpus))?;
+
+        let control = VmControl::new();
+        let mut buses = IoBuses::default();
+        let serial = Arc::new(Mutex::new(SerialDevice::new(
+            vm.irqfd(SERIAL_IRQ)?,
+            config.serial_out,
+        )));
+        buses
+            .pio
+            .insert(SERIAL_PORT, SERIAL_PORT_LEN, serial.clone())?;
+        buses.pio.insert(
+            I8042_PORT,
+            I8042_PORT_LEN,
+            Arc::new(Mutex::new(I8042::new(control.clone()))),
+        )?;
+
+        let supported = vm.supported_cpuid()?;
+        let mut vcpus = Vec::with_capacity(usize::from(cpus));
+        for id in 0..cpus {
+            let vcpu = vm.create_vcpu(u64::from(id))?;
+            setup_vcpu(&vcpu, id, cpus, &supported)?;
+            if id == 0 {
+                setup_boot_vcpu_long_mode(&vcpu, boot.entry)?;
+            }
+            vcpus.push((u64::from(id), vcpu));
+        }
+        Ok(Self {
+            vcpus,
+            buses,
+            control,
+            serial,
+            boot,
+            virtio_slots: 0,
+            vm,
+            memory,
+        })
+    }
+
+    /// Where the kernel, initrd and boot data went.
+    pub fn boot_info(&self) -> &BootInfo {
+        &self.boot
+    }
+
+    /// Guest RAM, for devices that do DMA.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    /// The KVM VM (for ioeventfds and extra irqfds).
+    pub fn kvm_vm(&self) -> &KvmVm {
+        &self.vm
+    }
+
+    /// An interrupt line into GSI `gsi` of the in-kernel IOAPIC.
+    pub fn irq_line(&self, gsi: u32) -> Result<Arc<IrqFd>, Error> {
+        Ok(self.vm.irqfd(gsi)?)
+    }
+
+    /// Queue console input for the guest's serial port.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue_input(bytes)
+    }
+
+    /// Place a device on the MMIO bus.
+    pub fn add_mmio_device(
+        &mut self,
+        base: u64,
+        len: u64,
+        device: Arc<Mutex<dyn BusDevice>>,
+    ) -> Result<(), Error> {
+        Ok(self.buses.mmio.insert(base, len, device)?)
+    }
+
+    /// Place a device on the port I/O bus.
+    pub fn add_pio_device(
+        &mut self,
+        port: u16,
+        len: u16,
+        device: Arc<Mutex<dyn BusDevice>>,
+    ) -> Result<(), Error> {
+        Ok(self
+            .buses
+            .pio
+            .insert(u64::from(port), u64::from(len), device)?)
+    }
+
+    /// Reserve the next virtio-mmio slot: a 4 KiB window in the MMIO gap and
+    /// a GSI from 5 up. The device is then added with [`add_mmio_device`](Self::add_mmio_device).
+    pub fn next_virtio_slot(&mut self) -> Result<MmioSlot, Error> {
+        let n = self.virtio_slots;
+        let base = VIRTIO_MMIO_START + u64::from(n) * VIRTIO_MMIO_SLOT;
+        let gsi = VIRTIO_FIRST_GSI + n;
+        if gsi >= u32::from(mptable::IOAPIC_PINS) || base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
+            return Err(Error::NoVirtioSlot);
+        }
+        self.virtio_slots += 1;
+        Ok(MmioSlot {
+            base,
+            len: VIRTIO_MMIO_SLOT,
+            gsi,
+        })
+    }
+
+    /// A handle that stops the VM from elsewhere.
+    pub fn control(&self) -> VmControl {
+        self.control.clone()
+    }
+
+    /// Start every vCPU on its own thread.
+    pub fn start(self) -> Result<RunningMicrovm, Error> {
+        let vcpus = RunningVcpus::spawn(self.vcpus, Arc::new(self.buses), self.control)?;
+        Ok(RunningMicrovm {
+            vcpus: Some(vcpus),
+            boot: self.boot,
+            _vm: self.vm,
+            _memory: self.memory,
+        })
+    }
+}
+
+/// A microvm whose vCPUs are running.
+pub struct RunningMicrovm {
+    // Dropped in this order: vCPU threads, then the VM, then its memory.
+    vcpus: Option<RunningVcpus>,
+    boot: BootInfo,
+    _vm: KvmVm,
+    _memory: GuestMemoryMmap,
+}
+
+impl RunningMicrovm {
+    fn vcpus(&self) -> &RunningVcpus {
+        // Only `wait`/`shutdown` take the vCPUs, and they consume self.
+        self.vcpus
+            .as_ref()
+            .expect("vCPUs present until the VM ends")
+    }
+
+    pub fn boot_info(&self) -> &BootInfo {
+        &self.boot
+    }
+
+    /// A handle that stops the VM from elsewhere.
+    pub fn control(&self) -> VmControl {
+        self.vcpus().control()
+    }
+
+    /// Park every vCPU; returns when all are parked.
+    pub fn pause(&self) -> Result<(), Error> {
+        Ok(self.vcpus().pause()?)
+    }
+
+    pub fn resume(&self) -> Result<(), Error> {
+        Ok(self.vcpus().resume()?)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.vcpus().is_paused()
+    }
+
+    /// Stop the guest from the host and wait for its vCPUs.
+    pub fn shutdown(mut self) -> ExitReason {
+        match self.vcpus.take() {
+            Some(v) => v.shutdown(),
+            None => ExitReason::Stopped,
+        }
+    }
+
+    /// Wait for the guest to end.
+    pub fn wait(mut self) -> ExitReason {
+        match self.vcpus.take() {
+            Some(v) => v.wait(),
+            None => ExitReason::Stopped,
+        }
+    }
+}
+
+/// Build a microvm from `config`, run it, and return why it stopped.
+pub fn run_vm(config: VmConfig) -> Result<ExitReason, Error> {
+    Ok(Microvm::new(config)?.start()?.wait())
+}
