@@ -128,11 +128,14 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
             assert_eq!(
                 r,
                 0x5555,
-                "{name}: check {} failed (pc {:#x}, gp {}, t6 {:#x})",
+                "{name}: check {} failed (pc {:#x}, expected t6 = {:#x}; last trap cause s9 = {:#x}, \
+                 tval s10 = {:#x}, epc s11 = {:#x})",
                 r >> 16,
                 hart.pc(),
-                hart.reg(3),
-                hart.reg(31)
+                hart.reg(31),
+                hart.reg(25),
+                hart.reg(26),
+                hart.reg(27)
             );
             return hart;
         }
@@ -173,4 +176,19 @@ fn traps_and_delegation() {
 #[test]
 fn csrs() {
     run_program("csr");
+}
+
+#[test]
+fn paging_sv39() {
+    run_program_with("paging", MmuMode::Sv39, 10_000_000);
+}
+
+#[test]
+fn paging_sv48() {
+    run_program("paging_sv48");
+}
+
+#[test]
+fn c_extension() {
+    run_program("c");
 }

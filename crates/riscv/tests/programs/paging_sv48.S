@@ -1,0 +1,2 @@
+#define SV48
+#include "paging.S"
