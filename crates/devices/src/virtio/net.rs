@@ -14,7 +14,8 @@ use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::chain::{self, Cursor};
 use super::{ActiveQueues, DeviceError, VirtioDevice, complete, device_type, drain_queue, lock};
-use crate::net::tap::{Tap, VNET_HDR_LEN};
+use crate::net::FrameBackend;
+use crate::net::tap::VNET_HDR_LEN;
 
 /// Feature bits (virtio 1.2 §5.1.3).
 pub mod features {
@@ -90,7 +91,7 @@ impl EventFd {
 
 /// State the receive worker shares with the device.
 struct Shared {
-    tap: Tap,
+    tap: Box<dyn FrameBackend>,
     wake: EventFd,
     stop: Mutex<bool>,
 }
@@ -105,11 +106,12 @@ pub struct Net {
 }
 
 impl Net {
-    /// A network device on `tap` with MAC address `mac`.
-    pub fn new(tap: Tap, mac: [u8; 6]) -> Result<Self, NetError> {
+    /// A network device on `backend` (usually a [`crate::net::Tap`]) with
+    /// MAC address `mac`.
+    pub fn new(backend: Box<dyn FrameBackend>, mac: [u8; 6]) -> Result<Self, NetError> {
         Ok(Self {
             shared: Arc::new(Shared {
-                tap,
+                tap: backend,
                 wake: EventFd::new().map_err(NetError::EventFd)?,
                 stop: Mutex::new(false),
             }),
@@ -153,7 +155,7 @@ impl Net {
             // No offloads were offered: never let the guest ask the host
             // kernel for checksumming or segmentation.
             buf[..VNET_HDR_LEN].fill(0);
-            if let Err(e) = tap.write(buf) {
+            if let Err(e) = tap.write_frame(buf) {
                 int.warn_once(
                     "tap write",
                     format_args!("tap write failed: {e}; frame dropped"),
@@ -189,6 +191,8 @@ fn receive_one(active: &ActiveQueues, frame: &[u8]) -> Result<bool, &'static str
             return Ok(false);
         };
         let head = desc_chain.head_index();
+        // A broken or too small buffer goes back empty; the frame waits
+        // for the next one.
         let len = match chain::parse(desc_chain, mem) {
             Ok(c) => {
                 let mut w = Cursor::new(mem, &c.writable);
@@ -196,25 +200,27 @@ fn receive_one(active: &ActiveQueues, frame: &[u8]) -> Result<bool, &'static str
                     int.warn_once(
                         "rx buffer too small",
                         format_args!(
-                            "receive buffer of {} bytes for a {}-byte frame; frame dropped",
+                            "receive buffer of {} bytes for a {}-byte frame; returned empty",
                             w.remaining(),
                             frame.len()
                         ),
                     );
-                    0
+                    None
                 } else if w.write(frame).is_ok() {
-                    frame.len() as u32
+                    Some(frame.len() as u32)
                 } else {
-                    0
+                    None
                 }
             }
             Err(e) => {
                 int.warn_once(e.kind(), format_args!("receive queue: {e}"));
-                0
+                None
             }
         };
-        complete(&mut q, mem, int, head, len)?;
-        return Ok(true);
+        complete(&mut q, mem, int, head, len.unwrap_or(0))?;
+        if len.is_some() {
+            return Ok(true);
+        }
     }
 }
 
@@ -233,7 +239,7 @@ fn rx_worker(shared: Arc<Shared>, active: ActiveQueues) {
             }
             let n = match pending {
                 Some(n) => n,
-                None => match shared.tap.read(&mut frame) {
+                None => match shared.tap.read_frame(&mut frame) {
                     Ok(n) if n > VNET_HDR_LEN => n,
                     Ok(_) => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -268,7 +274,7 @@ fn rx_worker(shared: Arc<Shared>, active: ActiveQueues) {
                 revents: 0,
             },
             libc::pollfd {
-                fd: shared.tap.as_raw_fd(),
+                fd: shared.tap.poll_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -354,6 +360,7 @@ impl Drop for Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Tap;
     use crate::virtio::mmio::regs;
     use crate::virtio::testdriver::{Driver, WRITE};
     use crate::virtio::testutil::memory;
@@ -469,15 +476,85 @@ mod tests {
         f
     }
 
-    fn tap_or_skip(tag: &str) -> Option<Tap> {
+    fn tap_or_skip(tag: &str) -> Option<Box<dyn FrameBackend>> {
         let name = format!("vs{tag}{}", std::process::id() % 100_000);
         match Tap::open(&name) {
-            Ok(t) => Some(t),
+            Ok(t) => Some(Box::new(t)),
             Err(e) => {
                 eprintln!("SKIP: virtio-net tap test needs a tap: {e}");
                 None
             }
         }
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[test]
+    fn socket_backend_round_trip_and_hostile_receive_buffers() {
+        use crate::net::DatagramBackend;
+        use std::os::unix::net::UnixDatagram;
+        let (dev_end, host) = UnixDatagram::pair().unwrap();
+        let backend = DatagramBackend::new(dev_end).unwrap();
+        let mem = memory();
+        let mac = [2, 0, 0, 4, 5, 6];
+        let mut d = Driver::new(&mem, Box::new(Net::new(Box::new(backend), mac).unwrap()));
+        d.init(
+            features::MAC | crate::virtio::features::RING_EVENT_IDX,
+            &[256, 256],
+        );
+
+        // TX: the header's offload fields are cleared, the frame is intact.
+        let out = frame([0xff; 6], mac, b"tx over a socket");
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr[0] = 1; // NEEDS_CSUM, never negotiated
+        hdr[1] = 4; // GSO_TCPV6, never negotiated
+        d.write_bytes(0x8_0000, &hdr);
+        d.write_bytes(0x8_0000 + VNET_HDR_LEN as u64, &out);
+        // Header and frame in separate buffers, as Linux does.
+        d.submit(
+            TX,
+            &[
+                (0x8_0000, VNET_HDR_LEN as u32, 0),
+                (0x8_0000 + VNET_HDR_LEN as u64, out.len() as u32, 0),
+            ],
+        );
+        let mut got = vec![0u8; 2048];
+        let n = host.recv(&mut got).unwrap();
+        assert_eq!(&got[..VNET_HDR_LEN], &[0u8; VNET_HDR_LEN]);
+        assert_eq!(&got[VNET_HDR_LEN..n], &out[..]);
+
+        // RX: a buffer outside memory and one too small are returned
+        // empty; the frame lands in the first good one.
+        d.add(RX, &[(0xfff_0000, 2048, WRITE)]);
+        d.add(RX, &[(0x9_0000, 20, WRITE)]);
+        d.add(RX, &[(0xa_0000, 2048, WRITE)]);
+        d.notify(RX);
+        let inbound = frame(mac, [2, 0, 0, 7, 7, 7], b"rx over a socket");
+        let mut dgram = vec![0u8; VNET_HDR_LEN];
+        dgram.extend_from_slice(&inbound);
+        host.send(&dgram).unwrap();
+        wait_for("three used receive buffers", || d.used_idx(RX) == 3);
+        assert_eq!(d.used(RX, 0).1, 0);
+        assert_eq!(d.used(RX, 1).1, 0);
+        assert_eq!(d.used(RX, 2).1 as usize, dgram.len());
+        let got = d.read_bytes(0xa_0000, dgram.len());
+        assert_eq!(&got[VNET_HDR_LEN..], &inbound[..]);
+        assert_eq!(&got[10..12], &1u16.to_le_bytes());
+
+        // A frame with no buffer waits; posting one delivers it.
+        host.send(&dgram).unwrap();
+        d.submit(RX, &[(0xb_0000, 2048, WRITE)]);
+        wait_for("the waiting frame", || d.used_idx(RX) == 4);
+        assert_eq!(d.used(RX, 3).1 as usize, dgram.len());
+        assert!(!d.needs_reset());
     }
 
     #[test]
@@ -516,6 +593,7 @@ mod tests {
     fn transmit_reaches_the_host_and_receive_reaches_the_guest() {
         let Some(tap) = tap_or_skip("t") else { return };
         let name = tap.name().to_string();
+        assert_eq!(name, format!("vst{}", std::process::id() % 100_000));
         let host = PacketSocket::open(&name);
         let mem = memory();
         let mac = [2, 0, 0, 1, 2, 3];
