@@ -192,3 +192,13 @@ fn paging_sv48() {
 fn c_extension() {
     run_program("c");
 }
+
+#[test]
+fn f_extension() {
+    run_program("f");
+}
+
+#[test]
+fn d_extension() {
+    run_program("d");
+}
