@@ -118,9 +118,9 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
                 let wait = hart
                     .next_timer_deadline()
                     .map(|t| clock.duration_until(t))
-                    .unwrap_or(std::time::Duration::from_millis(100));
+                    .unwrap_or(std::time::Duration::from_millis(10));
                 irq.take_kick();
-                irq.wait(wait.min(std::time::Duration::from_millis(100)));
+                irq.wait(wait.min(std::time::Duration::from_millis(10)));
             }
             Exit::Fault(f) => panic!("{name}: CPU fault: {f}"),
         }
@@ -201,4 +201,9 @@ fn f_extension() {
 #[test]
 fn d_extension() {
     run_program("d");
+}
+
+#[test]
+fn interrupts_and_timers() {
+    run_program("interrupts");
 }
