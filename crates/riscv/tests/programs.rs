@@ -207,3 +207,33 @@ fn d_extension() {
 fn interrupts_and_timers() {
     run_program("interrupts");
 }
+
+/// Guest MIPS on a tight integer loop: `cargo test --release -p vessel-riscv
+/// --test programs -- --ignored --nocapture mips`.
+#[test]
+#[ignore = "benchmark: prints guest MIPS, run on demand"]
+fn mips() {
+    let start = std::time::Instant::now();
+    let cpu_start = thread_cpu_ns();
+    let hart = run_program_with("loop", MmuMode::Sv48, u64::MAX);
+    let secs = start.elapsed().as_secs_f64();
+    let n = hart.instret() as f64;
+    println!(
+        "loop: {n} instructions in {secs:.3} s wall = {:.1} MIPS",
+        n / secs / 1e6
+    );
+    // On a loaded machine wall time says little: also report on-CPU time.
+    if let (Some(a), Some(b)) = (cpu_start, thread_cpu_ns()) {
+        let cpu = (b - a) as f64 / 1e9;
+        println!(
+            "loop: {cpu:.3} s on CPU = {:.1} MIPS per host core",
+            n / cpu / 1e6
+        );
+    }
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux schedstat), if available.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
