@@ -4,6 +4,7 @@
 //! the library crate that does the work.
 
 mod host_check;
+mod image;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Check what this host offers: CPU extensions, KVM, container features.
     HostCheck(host_check::Args),
+    /// Guest images: `vessel image fetch debian-riscv64`, `ls`, `rm`, `initramfs`.
+    Image(image::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::HostCheck(args) => host_check::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(code) => code,

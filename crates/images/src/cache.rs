@@ -32,6 +32,8 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no image {name} in {dir}; `vessel image ls` lists the fetched images")]
+    NoSuchImage { name: String, dir: PathBuf },
     #[error("bad image name {name:?}: use letters, digits, '-', '_' and '.' only")]
     BadName { name: String },
 }
@@ -197,9 +199,9 @@ pub fn remove_in(root: &Path, name: &str) -> Result<(), CacheError> {
     check_name(name)?;
     let dir = root.join(name);
     if !dir.exists() {
-        return Err(CacheError::NotFetched {
+        return Err(CacheError::NoSuchImage {
             name: name.to_owned(),
-            manifest: dir.join("manifest.json"),
+            dir: root.to_owned(),
         });
     }
     std::fs::remove_dir_all(&dir).map_err(|source| CacheError::Io { path: dir, source })

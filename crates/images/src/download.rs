@@ -211,6 +211,9 @@ impl Downloader {
                 got_size,
             });
         }
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(werr)?;
         tmp.as_file().sync_all().map_err(werr)?;
         tmp.persist(dest).map_err(|e| werr(e.error))?;
         Ok(())

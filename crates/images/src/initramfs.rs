@@ -343,6 +343,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .prefix(".partial-")
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
+    // tempfile creates 0600; cached images are ordinary readable files.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

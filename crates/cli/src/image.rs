@@ -1,0 +1,138 @@
+//! `vessel image`: fetch, list and remove guest images; build initramfs variants.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use vessel_images::{DEBIAN_RISCV64, FetchOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Download and verify Debian's riscv64 kernel, OpenSBI and busybox, and
+    /// build the image into the cache (~/.cache/vessel/images/NAME).
+    #[command(
+        long_about = "Download Debian trixie's riscv64 kernel (linux-image-riscv64), OpenSBI \
+(opensbi) and busybox (busybox-static) from the Debian archive named in this host's apt sources \
+(or VESSEL_DEBIAN_MIRROR), verify them against the archive's signed InRelease with gpgv, and \
+build a kernel Image, fw_dynamic.bin and a busybox initramfs into \
+$XDG_CACHE_HOME/vessel/images/NAME. Packages already cached with the right SHA256 are reused."
+    )]
+    Fetch {
+        /// Image to fetch; today only `debian-riscv64`.
+        #[arg(default_value = DEBIAN_RISCV64)]
+        name: String,
+        /// Debian archive base URL (overrides VESSEL_DEBIAN_MIRROR and apt's sources).
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List fetched images.
+    Ls {
+        /// Print the manifests as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one image's manifest (JSON, absolute paths).
+    Show { name: String },
+    /// Delete a fetched image and its downloaded packages.
+    Rm { name: String },
+    /// Build an initramfs from a fetched image plus your own files.
+    #[command(
+        long_about = "Build a gzip-compressed initramfs: the image's busybox, modules and /init, \
+plus files you add. /init runs every executable in /etc/vessel/init.d/ in name order (instead of \
+a shell) and then powers off, so `--add ./test.sh:/etc/vessel/init.d/10-test` runs a script at \
+boot."
+    )]
+    Initramfs {
+        /// Image whose busybox, modules and /init to start from.
+        #[arg(long, default_value = DEBIAN_RISCV64)]
+        image: String,
+        /// Add a host file at a guest path (executable on the host → mode 755, else 644).
+        #[arg(long = "add", value_name = "HOST:GUEST")]
+        add: Vec<String>,
+        /// Where to write the initramfs (gzip-compressed newc cpio).
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Sub::Fetch {
+            name,
+            mirror,
+            quiet,
+        } => {
+            let opts = FetchOptions {
+                mirror,
+                progress: !quiet && std::io::stderr().is_terminal(),
+                verbose: !quiet,
+                ..Default::default()
+            };
+            let m = vessel_images::fetch(&name, &opts)?;
+            if !quiet {
+                println!("kernel    {}", m.kernel.display());
+                println!("firmware  {}", m.firmware.display());
+                println!("initrd    {}", m.initrd.display());
+                println!("Boot it with: vessel run {name}");
+            }
+        }
+        Sub::Ls { json } => {
+            let images = vessel_images::list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&images)?);
+            } else if images.is_empty() {
+                println!("no images fetched; try `vessel image fetch {DEBIAN_RISCV64}`");
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<8} {:<28} CREATED",
+                    "NAME", "ARCH", "SUITE", "KERNEL"
+                );
+                for m in images {
+                    println!(
+                        "{:<20} {:<8} {:<8} {:<28} {}",
+                        m.name, m.arch, m.suite, m.kernel_version, m.created
+                    );
+                }
+            }
+        }
+        Sub::Show { name } => {
+            let m = vessel_images::load(&name)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        Sub::Rm { name } => {
+            vessel_images::remove(&name)?;
+            println!("removed {name}");
+        }
+        Sub::Initramfs { image, add, output } => {
+            let m = vessel_images::load(&image)?;
+            let mut b = vessel_images::initramfs_for(&m)?;
+            for spec in &add {
+                let Some((host, guest)) = spec.rsplit_once(':') else {
+                    bail!(
+                        "--add {spec}: expected HOST:GUEST, e.g. ./test.sh:/etc/vessel/init.d/10-test"
+                    );
+                };
+                let data = std::fs::read(host)
+                    .with_context(|| format!("--add {spec}: cannot read {host}"))?;
+                let meta = std::fs::metadata(host)?;
+                let exec =
+                    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+                b.add_file(guest, data, if exec { 0o755 } else { 0o644 })
+                    .with_context(|| format!("--add {spec}"))?;
+            }
+            b.write_gz(&output)?;
+            println!("wrote {}", output.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
