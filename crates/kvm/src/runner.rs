@@ -62,6 +62,8 @@ struct Control {
     paused: usize,
     /// vCPU threads that have returned.
     finished: usize,
+    /// vCPU threads that have started (and carry their names).
+    started: usize,
 }
 
 struct Shared {
@@ -95,6 +97,7 @@ impl VmControl {
                     exit: None,
                     paused: 0,
                     finished: 0,
+                    started: 0,
                 }),
                 changed: Condvar::new(),
             }),
@@ -148,7 +151,8 @@ pub struct RunningVcpus {
 const KICK_INTERVAL: Duration = Duration::from_millis(5);
 
 impl RunningVcpus {
-    /// Start one thread per vCPU. Each thread is named `vessel-vcpu<id>`.
+    /// Start one thread per vCPU. Each thread is named `vessel-vcpu<id>`;
+    /// this returns once every thread is up.
     pub fn spawn(
         vcpus: Vec<(u64, VcpuFd)>,
         buses: Arc<IoBuses>,
@@ -179,6 +183,12 @@ impl RunningVcpus {
                 }
             }
         }
+        let shared = &running.control.shared;
+        let mut c = shared.lock();
+        while c.started < running.threads.len() {
+            c = shared.changed.wait(c).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(c);
         Ok(running)
     }
 
@@ -307,7 +317,24 @@ fn may_run(shared: &Shared) -> bool {
     }
 }
 
+/// Name the calling thread for `ps`, `top` and /proc (at most 15 bytes).
+fn name_this_thread(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: `bytes` is a NUL-terminated string of at most 16 bytes, as
+    // PR_SET_NAME requires, and outlives the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 fn vcpu_thread(id: u64, mut vcpu: VcpuFd, buses: &IoBuses, shared: &Shared) {
+    // std names the thread too, but not always before this closure runs:
+    // callers may look for the name as soon as spawn returns.
+    name_this_thread(&format!("vessel-vcpu{id}"));
+    {
+        let mut c = shared.lock();
+        c.started += 1;
+        shared.changed.notify_all();
+    }
     while may_run(shared) {
         if let Some(reason) = run_once(id, &mut vcpu, buses) {
             let mut c = shared.lock();

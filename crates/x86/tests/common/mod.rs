@@ -70,6 +70,7 @@ pub fn build_guest(name: &str) -> Option<Guest> {
             "--build-id=none",
             "-z",
             "max-page-size=0x1000",
+            "--no-warn-rwx-segments",
             "-T",
         ])
         .arg(guests_dir().join("guest.ld"))
