@@ -5,4 +5,5 @@
 //!   virtio-mmio slots, sifive test device, goldfish RTC), booted through
 //!   OpenSBI's `fw_dynamic` protocol.
 
+pub mod console;
 pub mod riscv64;

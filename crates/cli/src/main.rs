@@ -5,6 +5,7 @@
 
 mod host_check;
 mod image;
+mod run;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     HostCheck(host_check::Args),
     /// Guest images: `vessel image fetch debian-riscv64`, `ls`, `rm`, `initramfs`.
     Image(image::Args),
+    /// Boot a guest: `vessel run --arch riscv64 --firmware FILE --kernel FILE ...`.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::HostCheck(args) => host_check::run(args),
         Command::Image(args) => image::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,514 @@
+//! The assembled virt machine: RAM, harts, devices on a bus, the boot
+//! images in place, and the run loop.
+//!
+//! The harts run round-robin on the calling thread, a slice of instructions
+//! each. A hart that executes WFI is skipped until something may have woken
+//! it (an interrupt wire changed, or its timer came due); when every hart
+//! waits, the thread sleeps until the earliest timer deadline or a wake-up
+//! from a device or the console.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vessel_machine::vm_memory::{Bytes, GuestAddress};
+use vessel_machine::{Bus, BusDevice, GuestMemoryMmap, IrqLine};
+use vessel_riscv::{Clock, CpuFault, Exit, Hart, HartConfig, HartIrq, Mmio, MmioFault, Ram};
+
+use super::boot::{self, BootError, Firmware, KernelImage};
+use super::clint::Clint;
+use super::events::{Events, StopReason};
+use super::fdt::{self, CpuNode, FdtConfig, FdtError};
+use super::layout::*;
+use super::plic::{Plic, PlicMmio, PlicSource, SharedPlic};
+use super::rtc::GoldfishRtc;
+use super::test_dev::TestDevice;
+use super::uart::Uart;
+use super::virtio_slot::EmptyVirtioSlot;
+use super::wires::{HartLines, TimeBase};
+use crate::console::{ConsoleOutput, Seen};
+
+/// Instructions a hart runs before the next one gets its turn.
+const SLICE: u64 = 20_000;
+/// How long the rest of a panic report may take before vessel stops.
+const PANIC_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VirtError {
+    #[error("--cpus {0}: the virt board takes 1 to {MAX_CPUS} harts")]
+    Cpus(usize),
+    #[error("--memory {0} bytes: the virt board needs 1 MiB to 16 GiB, in whole KiB")]
+    Memory(u64),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Fdt(#[from] FdtError),
+    #[error("cannot map guest RAM: {0}")]
+    GuestMemory(#[from] vessel_machine::MemoryError),
+    #[error("cannot set up the CPU: {0}")]
+    Cpu(#[from] vessel_riscv::CpuError),
+    #[error("cannot write the boot images into guest RAM at {addr:#x}: {reason}")]
+    Load { addr: u64, reason: String },
+    #[error("board wiring: {0}")]
+    Bus(#[from] vessel_machine::BusError),
+    #[error("all {VIRTIO_COUNT} virtio-mmio slots are taken")]
+    NoVirtioSlot,
+}
+
+/// What to boot and on how much machine.
+#[derive(Debug, Clone)]
+pub struct VirtConfig {
+    pub cpus: usize,
+    pub memory: u64,
+    pub firmware: PathBuf,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub bootargs: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stopped(StopReason),
+    Fault(CpuFault),
+}
+
+/// A finished run, with counters for `VESSEL_STATS`.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub instructions: u64,
+    pub elapsed: Duration,
+}
+
+/// The board's wires into one hart: the CPU's `HartIrq`, plus a wake-up of
+/// the run loop whenever a wire changes.
+struct Wired {
+    irq: Arc<HartIrq>,
+    events: Arc<Events>,
+}
+
+impl HartLines for Wired {
+    fn set_msip(&self, on: bool) {
+        self.irq.set_msip(on);
+        self.events.wake();
+    }
+    fn msip(&self) -> bool {
+        self.irq.msip()
+    }
+    fn set_mtimecmp(&self, value: u64) {
+        self.irq.set_mtimecmp(value);
+        self.events.wake();
+    }
+    fn mtimecmp(&self) -> u64 {
+        self.irq.mtimecmp()
+    }
+    fn set_meip(&self, on: bool) {
+        self.irq.set_meip(on);
+        self.events.wake();
+    }
+    fn set_seip(&self, on: bool) {
+        self.irq.set_seip(on);
+        self.events.wake();
+    }
+}
+
+struct ClockTime(Arc<Clock>);
+
+impl TimeBase for ClockTime {
+    fn now(&self) -> u64 {
+        self.0.now()
+    }
+}
+
+/// Everything that is not RAM, as the harts see it.
+struct BoardMmio {
+    bus: Bus,
+}
+
+impl Mmio for BoardMmio {
+    fn load(&mut self, paddr: u64, size: u8) -> Result<u64, MmioFault> {
+        let mut bytes = [0u8; 8];
+        let len = (size as usize).min(8);
+        self.bus
+            .read(paddr, &mut bytes[..len])
+            .map_err(|_| MmioFault)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn store(&mut self, paddr: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        let len = (size as usize).min(8);
+        self.bus
+            .write(paddr, &value.to_le_bytes()[..len])
+            .map_err(|_| MmioFault)
+    }
+}
+
+/// A handle to feed console input into the guest's UART from another thread.
+#[derive(Clone)]
+pub struct ConsoleInput {
+    uart: Arc<Mutex<Uart>>,
+    events: Arc<Events>,
+}
+
+impl ConsoleInput {
+    /// Queue `bytes`, waiting while the UART's FIFO is full (as a slow
+    /// serial line would). Gives up if the machine has stopped.
+    pub fn send(&self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = self
+                .uart
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .enqueue(bytes);
+            bytes = &bytes[n..];
+            if n == 0 {
+                if self.events.stop_reason().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// The user asked to quit (Ctrl-A x).
+    pub fn quit(&self) {
+        self.events.stop(StopReason::Quit);
+    }
+}
+
+pub struct VirtMachine {
+    harts: Vec<Hart>,
+    mmio: BoardMmio,
+    mem: GuestMemoryMmap,
+    events: Arc<Events>,
+    clock: Arc<Clock>,
+    uart: Arc<Mutex<Uart>>,
+    rtc: Arc<Mutex<GoldfishRtc>>,
+    plic: SharedPlic,
+    virtio_used: usize,
+    panic: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl VirtMachine {
+    /// Check the images, build the board and put everything in place.
+    /// Guest console output goes to `console`.
+    pub fn new(config: &VirtConfig, console: Box<dyn Write + Send>) -> Result<Self, VirtError> {
+        if config.cpus == 0 || config.cpus > MAX_CPUS {
+            return Err(VirtError::Cpus(config.cpus));
+        }
+        if config.memory < (1 << 20)
+            || config.memory > (16 << 30)
+            || !config.memory.is_multiple_of(1024)
+        {
+            return Err(VirtError::Memory(config.memory));
+        }
+
+        // Read and check every image before allocating anything.
+        let kernel = match &config.kernel {
+            Some(p) => Some(KernelImage::parse(p, boot::read_file("kernel", p)?)?),
+            None => None,
+        };
+        let kernel_addr = DRAM_BASE
+            + kernel
+                .as_ref()
+                .map_or(boot::DEFAULT_KERNEL_OFFSET, |k| k.text_offset);
+        let firmware = Firmware::parse(
+            &config.firmware,
+            boot::read_file("firmware", &config.firmware)?,
+            kernel_addr,
+        )?;
+        let initrd = match &config.initrd {
+            Some(p) => Some(boot::read_file("initrd", p)?),
+            None => None,
+        };
+
+        let events = Arc::new(Events::new());
+        let clock = Clock::new(TIMEBASE_HZ);
+        let irqs: Vec<Arc<HartIrq>> = (0..config.cpus).map(|_| HartIrq::new()).collect();
+        let lines: Vec<Arc<dyn HartLines>> = irqs
+            .iter()
+            .map(|irq| {
+                Arc::new(Wired {
+                    irq: irq.clone(),
+                    events: events.clone(),
+                }) as Arc<dyn HartLines>
+            })
+            .collect();
+
+        let mem = vessel_machine::create_guest_memory(&[(DRAM_BASE, config.memory)])?;
+        let ram = Ram::new(&mem)?;
+        let harts: Vec<Hart> = irqs
+            .iter()
+            .enumerate()
+            .map(|(i, irq)| {
+                let cfg = HartConfig {
+                    hart_id: i as u64,
+                    ..HartConfig::default()
+                };
+                Hart::new(cfg, ram.clone(), clock.clone(), irq.clone())
+            })
+            .collect();
+
+        // The device tree: measure it once, place the images, write it.
+        let mut fdt_config = FdtConfig {
+            cpus: harts
+                .iter()
+                .map(|h| CpuNode {
+                    isa: h.isa_string(),
+                    extensions: h.isa_extensions().into_iter().map(String::from).collect(),
+                    mmu_type: h.mmu_type().to_string(),
+                })
+                .collect(),
+            ram_size: config.memory,
+            bootargs: config.bootargs.clone(),
+            initrd: initrd.as_ref().map(|_| (0, 0)),
+            rng_seed: rng_seed(),
+        };
+        // OpenSBI grows the tree in place: leave it room.
+        let fdt_room = fdt::build(&fdt_config)?.len() as u64 + 64 * 1024;
+        let placement = boot::place(
+            config.memory,
+            firmware.end,
+            (kernel_addr, kernel.as_ref().map_or(0, |k| k.mem_size)),
+            initrd.as_ref().map_or(0, |i| i.len() as u64),
+            fdt_room,
+        )?;
+        fdt_config.initrd = placement.initrd;
+        let dtb = fdt::build(&fdt_config)?;
+
+        let write = |addr: u64, data: &[u8]| {
+            mem.write_slice(data, GuestAddress(addr))
+                .map_err(|e| VirtError::Load {
+                    addr,
+                    reason: e.to_string(),
+                })
+        };
+        for (addr, bytes) in &firmware.segments {
+            write(*addr, bytes)?;
+        }
+        if let Some(k) = &kernel {
+            write(kernel_addr, &k.data)?;
+        }
+        if let (Some(data), Some((start, _))) = (&initrd, placement.initrd) {
+            write(start, data)?;
+        }
+        write(placement.fdt_addr, &dtb)?;
+        write(placement.info_addr, &boot::fw_dynamic_info(kernel_addr))?;
+
+        let mut harts = harts;
+        for (i, h) in harts.iter_mut().enumerate() {
+            h.set_pc(firmware.entry);
+            h.set_reg(10, i as u64);
+            h.set_reg(11, placement.fdt_addr);
+            h.set_reg(12, placement.info_addr);
+        }
+
+        // Devices.
+        let plic: SharedPlic = Arc::new(Mutex::new(Plic::new(lines.clone())));
+        let panic: Arc<Mutex<Option<(String, Instant)>>> = Arc::default();
+        let console = {
+            let panic = panic.clone();
+            let events = events.clone();
+            ConsoleOutput::new(
+                console,
+                Box::new(move |seen| match seen {
+                    Seen::Panic(line) => {
+                        let mut p = panic.lock().unwrap_or_else(|p| p.into_inner());
+                        if p.is_none() {
+                            *p = Some((line, Instant::now()));
+                        }
+                    }
+                    Seen::PanicEnd => {
+                        let p = panic.lock().unwrap_or_else(|p| p.into_inner());
+                        let line = p.as_ref().map_or_else(String::new, |(l, _)| l.clone());
+                        events.stop(StopReason::KernelPanic(line));
+                    }
+                }),
+            )
+        };
+        let uart = Arc::new(Mutex::new(Uart::new(
+            Arc::new(PlicSource::new(plic.clone(), UART_IRQ)),
+            Box::new(console),
+        )));
+        let rtc = Arc::new(Mutex::new(GoldfishRtc::new(Arc::new(PlicSource::new(
+            plic.clone(),
+            RTC_IRQ,
+        )))));
+        let mut bus = Bus::new();
+        bus.insert(
+            TEST_BASE,
+            TEST_SIZE,
+            Arc::new(Mutex::new(TestDevice::new(events.clone()))),
+        )?;
+        bus.insert(RTC_BASE, RTC_SIZE, rtc.clone())?;
+        bus.insert(
+            CLINT_BASE,
+            CLINT_SIZE,
+            Arc::new(Mutex::new(Clint::new(
+                lines,
+                Arc::new(ClockTime(clock.clone())),
+            ))),
+        )?;
+        bus.insert(
+            PLIC_BASE,
+            PLIC_SIZE,
+            Arc::new(Mutex::new(PlicMmio(plic.clone()))),
+        )?;
+        bus.insert(UART_BASE, UART_SIZE, uart.clone())?;
+
+        Ok(Self {
+            harts,
+            mmio: BoardMmio { bus },
+            mem,
+            events,
+            clock,
+            uart,
+            rtc,
+            plic,
+            virtio_used: 0,
+            panic,
+        })
+    }
+
+    /// Guest RAM, for devices that do DMA.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Put a virtio-mmio transport into the next free slot: `make` gets guest
+    /// memory and the slot's interrupt line. Returns the slot number.
+    pub fn add_virtio_mmio<F>(&mut self, make: F) -> Result<usize, VirtError>
+    where
+        F: FnOnce(&GuestMemoryMmap, Arc<dyn IrqLine>) -> Arc<Mutex<dyn BusDevice>>,
+    {
+        let slot = self.virtio_used;
+        if slot >= VIRTIO_COUNT {
+            return Err(VirtError::NoVirtioSlot);
+        }
+        let irq = Arc::new(PlicSource::new(self.plic.clone(), VIRTIO_IRQ + slot as u32));
+        let device = make(&self.mem, irq);
+        self.mmio
+            .bus
+            .insert(virtio_base(slot), VIRTIO_SIZE, device)?;
+        self.virtio_used += 1;
+        Ok(slot)
+    }
+
+    /// A handle for console input and quitting, usable from other threads.
+    pub fn console_input(&self) -> ConsoleInput {
+        ConsoleInput {
+            uart: self.uart.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// The machine's event mailbox (stop requests, wake-ups).
+    pub fn events(&self) -> Arc<Events> {
+        self.events.clone()
+    }
+
+    fn fill_empty_slots(&mut self) -> Result<(), VirtError> {
+        for slot in self.virtio_used..VIRTIO_COUNT {
+            self.mmio.bus.insert(
+                virtio_base(slot),
+                VIRTIO_SIZE,
+                Arc::new(Mutex::new(EmptyVirtioSlot)),
+            )?;
+        }
+        self.virtio_used = VIRTIO_COUNT;
+        Ok(())
+    }
+
+    /// Run until the guest powers off, resets, fails, panics, faults or the
+    /// user quits.
+    pub fn run(&mut self) -> Result<RunReport, VirtError> {
+        self.fill_empty_slots()?;
+        let start = Instant::now();
+        let outcome = self.run_loop();
+        Ok(RunReport {
+            outcome,
+            instructions: self.harts.iter().map(|h| h.instret()).sum(),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn run_loop(&mut self) -> Outcome {
+        // Per hart: the wake-up generation at which it began to wait.
+        let mut waiting: Vec<Option<u64>> = vec![None; self.harts.len()];
+        loop {
+            if let Some(reason) = self.events.stop_reason() {
+                return Outcome::Stopped(reason);
+            }
+            if let Some(line) = self.panic_timed_out() {
+                return Outcome::Stopped(StopReason::KernelPanic(line));
+            }
+            self.rtc.lock().unwrap_or_else(|p| p.into_inner()).poll();
+
+            let generation = self.events.generation();
+            let now = self.clock.now();
+            let mut ran = false;
+            for (i, hart) in self.harts.iter_mut().enumerate() {
+                if let Some(since) = waiting[i] {
+                    let timer_due = hart.next_timer_deadline().is_some_and(|d| d <= now);
+                    if since == generation && !timer_due {
+                        continue;
+                    }
+                    waiting[i] = None;
+                }
+                ran = true;
+                match hart.run(&mut self.mmio, SLICE) {
+                    Exit::Budget => {}
+                    // Wake-ups that happened during this slice count as
+                    // news for the waiting hart: compare with the old value.
+                    Exit::Wfi => waiting[i] = Some(generation),
+                    Exit::Fault(fault) => return Outcome::Fault(fault),
+                }
+                if self.events.stop_reason().is_some() {
+                    break;
+                }
+            }
+            if ran {
+                continue;
+            }
+            // Every hart waits: sleep until the earliest timer or a wake-up.
+            let deadline = self
+                .harts
+                .iter()
+                .filter_map(|h| h.next_timer_deadline())
+                .min();
+            let mut timeout = deadline.map(|d| self.clock.duration_until(d));
+            if self
+                .panic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                timeout = Some(timeout.map_or(PANIC_GRACE, |t| t.min(PANIC_GRACE)));
+            }
+            // The RTC alarm is polled: do not sleep past a second.
+            timeout =
+                Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+            self.events.sleep(generation, timeout);
+        }
+    }
+
+    fn panic_timed_out(&self) -> Option<String> {
+        let p = self.panic.lock().unwrap_or_else(|p| p.into_inner());
+        match &*p {
+            Some((line, at)) if at.elapsed() >= PANIC_GRACE => Some(line.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// 32 bytes of host entropy for the guest kernel, as QEMU passes.
+fn rng_seed() -> Vec<u8> {
+    use std::io::Read;
+    let mut seed = vec![0u8; 32];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)) {
+        Ok(()) => seed,
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,379 @@
+//! End-to-end: `vessel run --arch riscv64` on small bare-metal programs
+//! assembled at test time with Debian's riscv64-unknown-elf-gcc, and the
+//! command's answers to bad input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vessel-run-riscv-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Assemble `source` into a bare-metal ELF linked at 0x80000000, or None
+/// (after saying why) when the cross compiler is missing.
+fn assemble(name: &str, source: &str) -> Option<PathBuf> {
+    let gcc = "riscv64-unknown-elf-gcc";
+    if Command::new(gcc).arg("--version").output().is_err() {
+        eprintln!(
+            "SKIP: {gcc} is not installed (Debian package gcc-riscv64-unknown-elf, listed in scripts/packages.txt)"
+        );
+        return None;
+    }
+    let dir = scratch(name);
+    let src = dir.join(format!("{name}.S"));
+    std::fs::write(&src, source).unwrap();
+    let elf = dir.join(format!("{name}.elf"));
+    let out = Command::new(gcc)
+        .args([
+            "-march=rv64imac_zicsr",
+            "-mabi=lp64",
+            "-nostdlib",
+            "-nostartfiles",
+            "-static",
+        ])
+        .args(["-Wl,-Ttext=0x80000000", "-Wl,-N", "-Wl,--no-relax", "-o"])
+        .arg(&elf)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{gcc} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(elf)
+}
+
+/// Raw binary of an ELF (objcopy -O binary).
+fn raw_binary(elf: &Path) -> PathBuf {
+    let bin = elf.with_extension("bin");
+    let out = Command::new("riscv64-unknown-elf-objcopy")
+        .args(["-O", "binary"])
+        .arg(elf)
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "objcopy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Run vessel with `stdin` as console input. coreutils' `timeout` stops a
+/// guest that never powers off (status 124), so a broken run fails the test
+/// instead of hanging it.
+fn vessel(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new("timeout")
+        .args(["300", VESSEL])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // The guest may stop before reading everything: ignore a broken pipe.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Print a string on the UART (polling LSR.THRE), then `tail`.
+fn program(message: &str, tail: &str) -> String {
+    format!(
+        r#"
+    .section .text
+    .globl _start
+_start:
+    csrr t0, mhartid
+    bnez t0, park
+    li s0, 0x10000000
+    la s1, msg
+1:  lbu a0, 0(s1)
+    beqz a0, 3f
+2:  lbu t1, 5(s0)
+    andi t1, t1, 0x20
+    beqz t1, 2b
+    sb a0, 0(s0)
+    addi s1, s1, 1
+    j 1b
+3:
+{tail}
+park:
+    wfi
+    j park
+    .section .rodata
+msg: .asciz "{message}"
+"#
+    )
+}
+
+const POWEROFF: &str = "    li t0, 0x100000\n    li t1, 0x5555\n    sw t1, 0(t0)\n    j park\n";
+
+#[test]
+fn bare_metal_prints_and_powers_off() {
+    let Some(elf) = assemble("hello", &program("hello from riscv64\\n", POWEROFF)) else {
+        return;
+    };
+    // Both an ELF (loaded by its program headers) and a raw binary.
+    for fw in [elf.clone(), raw_binary(&elf)] {
+        let out = vessel(
+            &[
+                "run",
+                "--arch",
+                "riscv64",
+                "--firmware",
+                fw.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout,
+            "hello from riscv64\n",
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn fail_code_from_the_test_device_is_the_exit_status() {
+    let tail =
+        "    li t0, 0x100000\n    li t1, (42 << 16) | 0x3333\n    sw t1, 0(t0)\n    j park\n";
+    let Some(elf) = assemble("fail", &program("failing\\n", tail)) else {
+        return;
+    };
+    let out = vessel(&["run", "--firmware", elf.to_str().unwrap()], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "failing\n");
+    assert_eq!(out.status.code(), Some(42));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("code 42"));
+}
+
+/// Echo UART input back until 'q', with the UART's receive interrupt through
+/// the PLIC waking a WFI; then power off. Also checks the boot registers.
+#[test]
+fn console_input_reaches_the_guest_through_plic_interrupts() {
+    let source = r#"
+    .section .text
+    .globl _start
+_start:
+    csrr t0, mhartid
+    bnez t0, park
+    # a2 points at fw_dynamic_info: magic "OSBI", version 2
+    ld t1, 0(a2)
+    li t2, 0x4942534f
+    bne t1, t2, fail
+    ld t1, 8(a2)
+    li t2, 2
+    bne t1, t2, fail
+    # a1 points at a device tree (magic 0xd00dfeed, big-endian)
+    lwu t1, 0(a1)
+    li t2, 0xedfe0dd0
+    bne t1, t2, fail
+    li s0, 0x10000000
+    li t1, 1
+    sb t1, 1(s0)            # UART IER: receive data interrupt
+    li s2, 0x0c000000
+    li t1, 1
+    sw t1, 40(s2)           # priority of source 10
+    li t1, 0x2000
+    add t1, s2, t1
+    li t2, 1 << 10
+    sw t2, 0(t1)            # enable source 10 for context 0 (hart 0 M)
+    li t1, 0x800
+    csrs mie, t1            # MEIE; mstatus.MIE stays off: WFI still wakes
+wait:
+    wfi
+    li t1, 0x200004
+    add t1, s2, t1
+    lw t3, 0(t1)            # claim
+    beqz t3, wait
+drain:
+    lbu t4, 5(s0)
+    andi t4, t4, 1
+    beqz t4, done
+    lbu a0, 0(s0)
+    li t5, 'q'
+    beq a0, t5, off
+    addi a0, a0, 1          # echo the next letter
+    sb a0, 0(s0)
+    j drain
+done:
+    sw t3, 0(t1)            # complete
+    j wait
+off:
+    li t0, 0x100000
+    li t1, 0x5555
+    sw t1, 0(t0)
+    j park
+fail:
+    li t0, 0x100000
+    li t1, (7 << 16) | 0x3333
+    sw t1, 0(t0)
+park:
+    wfi
+    j park
+"#;
+    let Some(elf) = assemble("echo", source) else {
+        return;
+    };
+    let out = vessel(
+        &["run", "--cpus", "2", "--firmware", elf.to_str().unwrap()],
+        b"HAL q",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "IBM!",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn ctrl_a_x_quits() {
+    let Some(elf) = assemble("idle", &program("idle\\n", "    j park\n")) else {
+        return;
+    };
+    let out = vessel(&["run", "--firmware", elf.to_str().unwrap()], b"\x01x");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn emulator_fault_names_the_pc() {
+    // A trap vector that itself faults: the CPU gives up.
+    let source =
+        "    .globl _start\n_start:\n    li t0, 0x1000\n    csrw mtvec, t0\n    ld t1, 0(zero)\n";
+    let Some(elf) = assemble("fault", source) else {
+        return;
+    };
+    let out = vessel(&["run", "--firmware", elf.to_str().unwrap()], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("emulator fault") && err.contains("pc 0x"),
+        "{err}"
+    );
+}
+
+/// One clear line on stderr, a non-zero status, no panic.
+fn assert_clear_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+}
+
+fn fake_firmware(dir: &Path) -> PathBuf {
+    let fw = dir.join("fw.bin");
+    std::fs::write(&fw, [0x73, 0x00, 0x50, 0x10]).unwrap(); // wfi
+    fw
+}
+
+#[test]
+fn missing_kernel() {
+    let dir = scratch("missing");
+    let fw = fake_firmware(&dir);
+    let out = vessel(
+        &[
+            "run",
+            "--firmware",
+            fw.to_str().unwrap(),
+            "--kernel",
+            "/nonexistent/Image",
+        ],
+        b"",
+    );
+    assert_clear_error(&out, "cannot read kernel /nonexistent/Image");
+}
+
+#[test]
+fn truncated_kernel() {
+    let dir = scratch("truncated");
+    let fw = fake_firmware(&dir);
+    let k = dir.join("Image");
+    std::fs::write(&k, b"MZ\0\0 only a few bytes of a kernel").unwrap();
+    let out = vessel(
+        &[
+            "run",
+            "--firmware",
+            fw.to_str().unwrap(),
+            "--kernel",
+            k.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_clear_error(&out, "shorter than the 64-byte RISC-V Image header");
+}
+
+#[test]
+fn firmware_that_is_not_riscv() {
+    let dir = scratch("x86fw");
+    // This test binary itself is an x86-64 (or at least non-RISC-V) ELF.
+    let me = std::env::current_exe().unwrap();
+    let out = vessel(&["run", "--firmware", me.to_str().unwrap()], b"");
+    assert_clear_error(&out, "ELF file");
+    let mbr = dir.join("mbr.bin");
+    let mut sector = vec![0u8; 512];
+    sector[510] = 0x55;
+    sector[511] = 0xaa;
+    std::fs::write(&mbr, sector).unwrap();
+    let out = vessel(&["run", "--firmware", mbr.to_str().unwrap()], b"");
+    assert_clear_error(&out, "x86 boot sector");
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let out = vessel(&["run", "--firmware", empty.to_str().unwrap()], b"");
+    assert_clear_error(&out, "is empty");
+}
+
+#[test]
+fn memory_too_small_for_the_images() {
+    let dir = scratch("small");
+    let fw = fake_firmware(&dir);
+    let initrd = dir.join("initrd");
+    std::fs::write(&initrd, vec![0u8; 8 << 20]).unwrap();
+    let out = vessel(
+        &[
+            "run",
+            "--firmware",
+            fw.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--memory",
+            "8M",
+        ],
+        b"",
+    );
+    assert_clear_error(&out, "memory too small for the images");
+}
+
+#[test]
+fn bad_flags() {
+    let out = vessel(&["run", "--firmware", "x", "--frobnicate"], b"");
+    assert_clear_error(&out, "--frobnicate");
+    assert_eq!(out.status.code(), Some(2));
+    let out = vessel(&["run", "--firmware", "x", "--memory", "lots"], b"");
+    assert_clear_error(&out, "invalid size 'lots'");
+    let out = vessel(&["run", "--firmware", "x", "--cpus", "9"], b"");
+    assert_clear_error(&out, "--cpus");
+}
