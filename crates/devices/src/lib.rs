@@ -7,6 +7,7 @@
 //! - [`net`]: network back ends (tap).
 
 pub mod block;
+pub mod fuzzing;
 pub mod net;
 pub mod virtio;
 

@@ -26,6 +26,58 @@ pub trait DiskBackend: Send {
     fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()>;
 }
 
+/// A disk in host memory: for tests, fuzzing and scratch disks.
+pub struct MemDisk {
+    data: Vec<u8>,
+}
+
+impl MemDisk {
+    pub fn new(size: usize) -> Self {
+        Self {
+            data: vec![0; size],
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn range(&self, offset: u64, len: u64) -> io::Result<std::ops::Range<usize>> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.data.len() as u64)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        Ok(offset as usize..end as usize)
+    }
+}
+
+impl DiskBackend for MemDisk {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let r = self.range(offset, buf.len() as u64)?;
+        buf.copy_from_slice(&self.data[r]);
+        Ok(())
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let r = self.range(offset, buf.len() as u64)?;
+        self.data[r].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        self.write_zeroes(offset, len)
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let r = self.range(offset, len)?;
+        self.data[r].fill(0);
+        Ok(())
+    }
+}
+
 /// Image formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -1,0 +1,9 @@
+#![no_main]
+//! Random guest memory and register traffic against virtio-rng.
+
+use libfuzzer_sys::fuzz_target;
+use vessel_devices::fuzzing::{Target, run};
+
+fuzz_target!(|data: &[u8]| {
+    run(Target::Rng, data);
+});
