@@ -26,4 +26,6 @@ pub mod vm;
 
 pub use boot::{BootError, BootInfo, KernelFormat};
 pub use vessel_kvm::{ExitReason, IrqFd, VmControl};
-pub use vm::{DEFAULT_CMDLINE, Error, Microvm, MmioSlot, RunningMicrovm, VmConfig, run_vm};
+pub use vm::{
+    DEFAULT_CMDLINE, DiskConfig, Error, Microvm, MmioSlot, RunningMicrovm, VmConfig, run_vm,
+};

@@ -10,6 +10,10 @@ use vessel_kvm::{
 };
 use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory};
 
+use vessel_devices::VirtioMmio;
+use vessel_devices::block::{BlockError, DiskOptions, open_disk};
+use vessel_devices::virtio::block::{Block, BlockOptions};
+
 use crate::boot::{BootError, BootInfo, load_linux};
 use crate::cpu::{CpuError, setup_boot_vcpu_long_mode, setup_vcpu, write_boot_tables};
 use crate::layout::{
@@ -43,8 +47,22 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("no virtio-mmio slot left below the top of the MMIO gap")]
+    #[error("no virtio-mmio slot left: the microvm has room for {} devices", mptable::IOAPIC_PINS as u32 - VIRTIO_FIRST_GSI)]
     NoVirtioSlot,
+    #[error("disk {path}: {source}")]
+    Disk {
+        path: PathBuf,
+        #[source]
+        source: BlockError,
+    },
+}
+
+/// A virtio-blk disk for the guest.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// Raw (or, with `format`, qcow2) disk image.
+    pub path: PathBuf,
+    pub read_only: bool,
 }
 
 /// What to run.
@@ -61,6 +79,8 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
     /// Where the guest's serial console output goes.
     pub serial_out: SerialOut,
+    /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
+    pub disks: Vec<DiskConfig>,
 }
 
 /// The command line a Linux guest of this board needs: the serial console,
@@ -78,6 +98,7 @@ impl VmConfig {
             vcpus: 1,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             serial_out: Box::new(std::io::stdout()),
+            disks: Vec::new(),
         }
     }
 }
@@ -92,6 +113,20 @@ pub struct MmioSlot {
 
 /// First GSI used for virtio-mmio devices (ISA IRQs 0–4 are taken or legacy).
 const VIRTIO_FIRST_GSI: u32 = 5;
+
+/// The `n`th virtio-mmio slot.
+fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
+    let base = VIRTIO_MMIO_START + u64::from(n) * VIRTIO_MMIO_SLOT;
+    let gsi = VIRTIO_FIRST_GSI + n;
+    if gsi >= u32::from(mptable::IOAPIC_PINS) || base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
+        return Err(Error::NoVirtioSlot);
+    }
+    Ok(MmioSlot {
+        base,
+        len: VIRTIO_MMIO_SLOT,
+        gsi,
+    })
+}
 
 /// A microvm, built and ready to start.
 pub struct Microvm {
@@ -122,16 +157,6 @@ impl Microvm {
         vm.register_memory(&memory)?;
         vm.create_irqchip_and_pit(KVM_TSS_ADDRESS)?;
 
-        let boot = load_linux(
-            &memory,
-            config.memory,
-            &config.kernel,
-            config.initrd.as_deref(),
-            &config.cmdline,
-        )?;
-        write_boot_tables(&memory)?;
-        mptable::write(&memory, usize::from(cpus))?;
-
         let control = VmControl::new();
         let mut buses = IoBuses::default();
         let serial = Arc::new(Mutex::new(SerialDevice::new(
@@ -146,6 +171,54 @@ impl Microvm {
             I8042_PORT_LEN,
             Arc::new(Mutex::new(I8042::new(control.clone()))),
         )?;
+
+        // virtio-mmio devices: one 4 KiB slot and one GSI each. Kernels with
+        // virtio_mmio built in find them on the command line.
+        let mut cmdline = config.cmdline.clone();
+        let mut virtio_slots = 0;
+        for disk in &config.disks {
+            let slot = virtio_slot(virtio_slots)?;
+            virtio_slots += 1;
+            let disk_err = |source| Error::Disk {
+                path: disk.path.clone(),
+                source,
+            };
+            let backend = open_disk(
+                &disk.path,
+                &DiskOptions {
+                    read_only: disk.read_only,
+                    format: None,
+                },
+            )
+            .map_err(disk_err)?;
+            let block = Block::new(
+                backend,
+                BlockOptions {
+                    read_only: disk.read_only,
+                    serial: None,
+                },
+            )
+            .map_err(disk_err)?;
+            let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
+            let dev = VirtioMmio::new(memory.clone(), Box::new(block), irq);
+            buses
+                .mmio
+                .insert(slot.base, slot.len, Arc::new(Mutex::new(dev)))?;
+            cmdline.push_str(&format!(
+                " virtio_mmio.device=4K@{:#x}:{}",
+                slot.base, slot.gsi
+            ));
+        }
+
+        let boot = load_linux(
+            &memory,
+            config.memory,
+            &config.kernel,
+            config.initrd.as_deref(),
+            cmdline.trim_start(),
+        )?;
+        write_boot_tables(&memory)?;
+        mptable::write(&memory, usize::from(cpus))?;
 
         let supported = vm.supported_cpuid()?;
         let mut vcpus = Vec::with_capacity(usize::from(cpus));
@@ -163,7 +236,7 @@ impl Microvm {
             control,
             serial,
             boot,
-            virtio_slots: 0,
+            virtio_slots,
             vm,
             memory,
         })
@@ -223,18 +296,9 @@ impl Microvm {
     /// Reserve the next virtio-mmio slot: a 4 KiB window in the MMIO gap and
     /// a GSI from 5 up. The device is then added with [`add_mmio_device`](Self::add_mmio_device).
     pub fn next_virtio_slot(&mut self) -> Result<MmioSlot, Error> {
-        let n = self.virtio_slots;
-        let base = VIRTIO_MMIO_START + u64::from(n) * VIRTIO_MMIO_SLOT;
-        let gsi = VIRTIO_FIRST_GSI + n;
-        if gsi >= u32::from(mptable::IOAPIC_PINS) || base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
-            return Err(Error::NoVirtioSlot);
-        }
+        let slot = virtio_slot(self.virtio_slots)?;
         self.virtio_slots += 1;
-        Ok(MmioSlot {
-            base,
-            len: VIRTIO_MMIO_SLOT,
-            gsi,
-        })
+        Ok(slot)
     }
 
     /// A handle that stops the VM from elsewhere.
