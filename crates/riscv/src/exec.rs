@@ -252,7 +252,8 @@ impl Hart {
             }
             I::Op { op, rd, rs1, rs2 } => self.w(rd, alu(op, self.r(rs1), self.r(rs2))),
             I::Op32 { op, rd, rs1, rs2 } => self.w(rd, alu32(op, self.r(rs1), self.r(rs2))),
-            I::Fence | I::FenceI => {}
+            I::Fence => {}
+            I::FenceI => self.block_epoch += 1,
             I::Ecall => {
                 let c = match self.prv {
                     0 => cause::ECALL_U,

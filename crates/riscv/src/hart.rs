@@ -29,8 +29,44 @@ const IRQ_CHECK_INTERVAL: u64 = 256;
 /// Traps in a row without one retired instruction before the hart gives up.
 const MAX_TRAPS_WITHOUT_PROGRESS: u32 = 64;
 
-const ICACHE_BITS: usize = 14;
+const ICACHE_BITS: usize = 12;
 const ICACHE_SIZE: usize = 1 << ICACHE_BITS;
+
+const BLOCK_BITS: usize = 12;
+const BLOCKS: usize = 1 << BLOCK_BITS;
+/// Most instructions in one decoded block.
+const BLOCK_MAX: usize = 32;
+
+/// A decoded basic block: straight-line instructions from `paddr` up to the
+/// first control transfer, CSR access, system instruction, or the page end.
+/// Valid while `epoch` equals the hart's block epoch (bumped by `fence.i`).
+#[derive(Clone, Debug)]
+struct Block {
+    paddr: u64,
+    epoch: u64,
+    /// Each instruction with its raw bits (16 or 32; the length follows from them).
+    insts: Vec<(Instruction, u32)>,
+}
+
+/// Whether a block must end after `inst`.
+fn ends_block(inst: &Instruction) -> bool {
+    use Instruction as I;
+    matches!(
+        inst,
+        I::Jal { .. }
+            | I::Jalr { .. }
+            | I::Branch { .. }
+            | I::Ecall
+            | I::Ebreak
+            | I::Mret
+            | I::Sret
+            | I::Wfi
+            | I::SfenceVma { .. }
+            | I::FenceI
+            | I::Csr { .. }
+            | I::Illegal { .. }
+    )
+}
 
 /// A decoded instruction, valid while the bits at `paddr` still equal `raw`
 /// (checked on every hit, so writes to code need no explicit invalidation).
@@ -65,6 +101,9 @@ pub struct Hart {
     pub(crate) config: HartConfig,
     pub(crate) tlb: Tlb,
     icache: Box<[CacheEntry]>,
+    blocks: Box<[Block]>,
+    /// Bumped by `fence.i`: every decoded block becomes stale.
+    pub(crate) block_epoch: u64,
     pub(crate) instret: u64,
     /// Raw bits of the instruction being executed (for illegal-instruction tval).
     pub(crate) cur_raw: u32,
@@ -105,6 +144,14 @@ impl Hart {
             config,
             tlb: Tlb::new(),
             icache: vec![empty; ICACHE_SIZE].into_boxed_slice(),
+            blocks: (0..BLOCKS)
+                .map(|_| Block {
+                    paddr: u64::MAX,
+                    epoch: 0,
+                    insts: Vec::new(),
+                })
+                .collect(),
+            block_epoch: 1,
             instret: 0,
             cur_raw: 0,
             trace,
@@ -208,37 +255,144 @@ impl Hart {
                 }
                 countdown = IRQ_CHECK_INTERVAL.min(end - self.instret);
             }
-            countdown -= 1;
-            match self.step(mmio) {
-                Ok(Flow::Next) => {}
-                Ok(Flow::CheckIrq) => countdown = 0,
-                Ok(Flow::Wfi) => return Exit::Wfi,
+            // Find (or build) the decoded block at pc.
+            let idx = match self.fetch_host() {
+                Ok((paddr, host)) => {
+                    let idx = (paddr >> 1) as usize & (BLOCKS - 1);
+                    let b = &self.blocks[idx];
+                    if b.paddr != paddr || b.epoch != self.block_epoch {
+                        self.build_block(idx, paddr, host);
+                    }
+                    if self.blocks[idx].insts.is_empty() {
+                        None // straddles a page: single-step it
+                    } else {
+                        Some(idx)
+                    }
+                }
                 Err(t) => {
-                    if self.traps_in_a_row >= MAX_TRAPS_WITHOUT_PROGRESS {
-                        return Exit::Fault(CpuFault {
-                            hart_id: self.config.hart_id,
-                            pc: self.pc,
-                            cause: t.cause,
-                            tval: t.tval,
-                            reason: "the trap handler itself traps without executing \
-                                     (bad mtvec/stvec or unmapped handler)",
-                        });
+                    if let Some(exit) = self.trap(t) {
+                        return exit;
                     }
-                    self.traps_in_a_row += 1;
-                    if self.trace {
-                        eprintln!(
-                            "[hart {}] trap: {} tval={:#x} at pc={:#x}",
-                            self.config.hart_id,
-                            crate::trap::cause_name(t.cause),
-                            t.tval,
-                            self.pc
-                        );
-                    }
-                    self.take_trap(t.cause, t.tval);
                     countdown = 0;
+                    continue;
+                }
+            };
+            let Some(idx) = idx else {
+                countdown -= 1;
+                match self.step(mmio) {
+                    Ok(Flow::Next) => {}
+                    Ok(Flow::CheckIrq) => countdown = 0,
+                    Ok(Flow::Wfi) => return Exit::Wfi,
+                    Err(t) => {
+                        if let Some(exit) = self.trap(t) {
+                            return exit;
+                        }
+                        countdown = 0;
+                    }
+                }
+                continue;
+            };
+            let n = self.blocks[idx].insts.len();
+            let mut i = 0;
+            while i < n {
+                let (inst, raw) = self.blocks[idx].insts[i];
+                i += 1;
+                self.cur_raw = raw;
+                if self.trace {
+                    self.trace_insn(raw, inst);
+                }
+                let len = if raw & 3 == 3 { 4 } else { 2 };
+                countdown -= 1;
+                match self.execute(inst, len, mmio) {
+                    Ok(Flow::Next) => {
+                        self.instret += 1;
+                        self.traps_in_a_row = 0;
+                        if countdown == 0 {
+                            break;
+                        }
+                    }
+                    Ok(Flow::CheckIrq) => {
+                        self.instret += 1;
+                        self.traps_in_a_row = 0;
+                        countdown = 0;
+                        break;
+                    }
+                    Ok(Flow::Wfi) => {
+                        self.instret += 1;
+                        self.traps_in_a_row = 0;
+                        return Exit::Wfi;
+                    }
+                    Err(t) => {
+                        if let Some(exit) = self.trap(t) {
+                            return exit;
+                        }
+                        countdown = 0;
+                        break;
+                    }
                 }
             }
         }
+    }
+
+    /// Take an exception; `Some` if the hart cannot make progress.
+    fn trap(&mut self, t: crate::trap::Trap) -> Option<Exit> {
+        if self.traps_in_a_row >= MAX_TRAPS_WITHOUT_PROGRESS {
+            return Some(Exit::Fault(CpuFault {
+                hart_id: self.config.hart_id,
+                pc: self.pc,
+                cause: t.cause,
+                tval: t.tval,
+                reason: "the trap handler itself traps without executing \
+                         (bad mtvec/stvec or unmapped handler)",
+            }));
+        }
+        self.traps_in_a_row += 1;
+        if self.trace {
+            eprintln!(
+                "[hart {}] trap: {} tval={:#x} at pc={:#x}",
+                self.config.hart_id,
+                crate::trap::cause_name(t.cause),
+                t.tval,
+                self.pc
+            );
+        }
+        self.take_trap(t.cause, t.tval);
+        None
+    }
+
+    /// Decode the block at `paddr` (host address `host`) into slot `idx`.
+    /// Leaves it empty if the first instruction straddles the page end.
+    #[inline(never)]
+    fn build_block(&mut self, idx: usize, paddr: u64, host: usize) {
+        let mut insts = std::mem::take(&mut self.blocks[idx].insts);
+        insts.clear();
+        let mut off = (paddr & 0xfff) as usize;
+        let base = host - off;
+        while insts.len() < BLOCK_MAX && off <= 0xffe {
+            // SAFETY: `base` is the host address of a whole 4 KiB RAM page
+            // (from the fetch TLB) and `off <= 0xffe` leaves 2 bytes.
+            let lo = unsafe { crate::ram::read_host((base + off) as *const u8, 2) } as u32;
+            let (raw, len) = if lo & 3 == 3 {
+                if off > 0xffc {
+                    break; // straddles the page end
+                }
+                // SAFETY: as above, `off <= 0xffc` leaves 4 bytes in the page.
+                let raw = unsafe { crate::ram::read_host((base + off) as *const u8, 4) } as u32;
+                (raw, 4)
+            } else {
+                (lo, 2)
+            };
+            let inst = decode_raw(raw);
+            insts.push((inst, raw));
+            off += len;
+            if ends_block(&inst) {
+                break;
+            }
+        }
+        let b = &mut self.blocks[idx];
+        b.insts = insts;
+        b.paddr = paddr;
+        b.epoch = self.block_epoch;
     }
 
     /// Fetch, decode (through the cache) and execute one instruction.

@@ -320,6 +320,22 @@ impl Hart {
         Ok(ppage | (vaddr & 0xfff))
     }
 
+    /// Physical address and host address of the instruction at pc, for the
+    /// block cache (the page must be RAM: fetching from devices is an access fault).
+    #[inline(always)]
+    pub(crate) fn fetch_host(&mut self) -> Result<(u64, usize), Trap> {
+        let pc = self.pc;
+        let off = pc & 0xfff;
+        let (ppage, host) = match self.tlb_lookup(Access::Fetch, pc) {
+            Some(e) => e,
+            None => self.translate_fill(pc, Access::Fetch)?,
+        };
+        if host == 0 {
+            return Err(Trap::new(cause::FETCH_ACCESS, pc));
+        }
+        Ok((ppage | off, host + off as usize))
+    }
+
     /// Fetch the raw instruction at pc: (bits, physical address or u64::MAX
     /// when it straddles two pages and must not be cached).
     #[inline(always)]

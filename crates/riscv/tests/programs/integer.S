@@ -65,9 +65,20 @@ tests:
     la a0, page_end; addi a0, a0, -3; li a1, 0x1122334455667788; sd a1, 0(a0)
     ld a2, 0(a0); CHECK(44, a2, 0x1122334455667788)
     lbu a2, 3(a0); CHECK(45, a2, 0x55)
+    /* self-modifying code: run a routine, rewrite one of its instructions, fence.i, run again */
+    jal ra, smc_routine; CHECK(47, a0, 1)
+    la t0, smc_insn; li t1, 0x00200513; sw t1, 0(t0); fence.i   /* li a0, 2 */
+    jal ra, smc_routine; CHECK(48, a0, 2)
     /* x0 stays zero */
     li a0, 5; add zero, a0, a0; CHECK(46, zero, 0)
     j pass
+.option push
+.option norvc
+smc_routine:
+smc_insn:
+    li a0, 1
+    ret
+.option pop
 END
 
 .data

@@ -1,0 +1,67 @@
+//! The run loop's exits, on hand-written machine code (no assembler needed).
+
+use vessel_riscv::{Clock, Exit, Hart, HartConfig, HartIrq, NoMmio, Ram};
+
+const BASE: u64 = 0x8000_0000;
+
+fn hart_with(code: &[u32]) -> Hart {
+    let mem = vessel_machine::create_guest_memory(&[(BASE, 1 << 20)]).unwrap();
+    let ram = Ram::new(&mem).unwrap();
+    for (i, w) in code.iter().enumerate() {
+        ram.write(BASE + 4 * i as u64, 4, *w as u64).unwrap();
+    }
+    let mut h = Hart::new(
+        HartConfig::default(),
+        ram,
+        Clock::new(10_000_000),
+        HartIrq::new(),
+    );
+    h.set_pc(BASE);
+    h
+}
+
+#[test]
+fn budget_is_respected() {
+    // loop: addi a0, a0, 1; j loop
+    let mut h = hart_with(&[0x0015_0513, 0xffdf_f06f]);
+    assert_eq!(h.run(&mut NoMmio, 1000), Exit::Budget);
+    assert_eq!(h.instret(), 1000);
+    assert_eq!(h.reg(10), 500);
+    assert_eq!(h.run(&mut NoMmio, 1), Exit::Budget);
+    assert_eq!(h.instret(), 1001);
+}
+
+#[test]
+fn wfi_without_interrupts_exits() {
+    // wfi; addi a0, zero, 7
+    let mut h = hart_with(&[0x1050_0073, 0x0070_0513]);
+    assert_eq!(h.run(&mut NoMmio, 100), Exit::Wfi);
+    assert_eq!(h.pc(), BASE + 4, "pc is past the wfi");
+    assert_eq!(h.next_timer_deadline(), None);
+    assert_eq!(h.run(&mut NoMmio, 1), Exit::Budget);
+    assert_eq!(h.reg(10), 7);
+}
+
+#[test]
+fn unrecoverable_trap_loop_is_a_fault() {
+    // An illegal instruction with mtvec = 0 (nothing there): the handler
+    // fetch faults forever; the hart must stop with a fault, not spin.
+    let mut h = hart_with(&[0]);
+    match h.run(&mut NoMmio, 1_000_000) {
+        Exit::Fault(f) => {
+            assert_eq!(f.pc, 0);
+            assert_eq!(f.cause, 1, "instruction access fault");
+            let text = f.to_string();
+            assert!(text.contains("pc 0x0"), "{text}");
+        }
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+#[test]
+fn isa_description() {
+    let h = hart_with(&[]);
+    assert_eq!(h.isa_string(), "rv64imafdc_zicsr_zifencei_zicntr_sstc");
+    assert_eq!(h.mmu_type(), "riscv,sv48");
+    assert!(h.isa_extensions().contains(&"sstc"));
+}
