@@ -82,13 +82,14 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     let dir = root.join(name);
     let debs_dir = dir.join("debs");
     std::fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+    sweep_partials(&dir);
     let dl = Downloader::new(opts.progress);
 
     // 1. The signed index.
     let inrelease_url = format!("{mirror}/dists/{SUITE}/InRelease");
     say(&format!("fetching {inrelease_url}"));
     let bytes = dl.fetch_bytes(&inrelease_url, 64 << 20)?;
-    let scratch = tempfile::tempdir_in(&dir).map_err(io_err(&dir))?;
+    let scratch = tempfile::tempdir().map_err(io_err(&std::env::temp_dir()))?;
     let inrelease = scratch.path().join("InRelease");
     std::fs::write(&inrelease, &bytes).map_err(io_err(&inrelease))?;
     let signed = release::verify_inrelease(&inrelease, &keyrings)?;
@@ -269,6 +270,26 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     cache::save(&dir, &manifest)?;
     say(&format!("image {name} ready in {}", dir.display()));
     Ok(manifest.absolutize(&dir))
+}
+
+/// Delete `.partial-*` files that a killed fetch left behind (a download or
+/// write in progress never has its final name, so nothing else is affected).
+fn sweep_partials(dir: &Path) {
+    for d in [
+        dir.to_owned(),
+        dir.join("debs"),
+        dir.join("parts"),
+        dir.join("parts/modules"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".partial-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// One regular file from a package, trying paths in order.

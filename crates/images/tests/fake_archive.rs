@@ -373,12 +373,16 @@ fn fetch_from_a_fake_signed_archive() {
     };
     let before = deb_hits(&hits);
     assert_eq!(before, 3);
+    // What a killed fetch leaves behind is swept by the next one.
+    let leftover = cache.join("debian-riscv64/debs/.partial-killed");
+    std::fs::write(&leftover, b"half a download").unwrap();
     vessel_images::fetch("debian-riscv64", &opts).unwrap();
     assert_eq!(
         deb_hits(&hits),
         before,
         "cached packages were downloaded again"
     );
+    assert!(!leftover.exists(), "partial download not swept");
 
     // The same archive signed by a key we do not trust is refused.
     let (stranger, _) = make_key(dir, "stranger");
