@@ -75,6 +75,10 @@ pub struct Manifest {
     pub modules_dir: PathBuf,
     /// Modules in the order `/init` loads them (dependencies first).
     pub modules: Vec<String>,
+    /// Further modules in `modules_dir`, not in the initramfs, that mounting
+    /// an ext4 root disk needs, in load order (after `modules`).
+    #[serde(default)]
+    pub disk_modules: Vec<String>,
     /// Suggested kernel command line.
     pub cmdline: String,
     /// Packages used, with their checksums from the signed index.
@@ -224,6 +228,7 @@ mod tests {
             busybox: "parts/busybox".into(),
             modules_dir: "parts/modules".into(),
             modules: vec!["virtio_mmio".into()],
+            disk_modules: vec![],
             cmdline: "console=ttyS0".into(),
             packages: vec![],
             created: "2026-01-01T00:00:00Z".into(),

@@ -20,7 +20,7 @@ pub const DEBIAN_RISCV64: &str = "debian-riscv64";
 /// Debian release the image is built from.
 pub const SUITE: &str = "trixie";
 /// Kernel modules the image loads (with their dependencies); built-in ones
-/// are skipped. `ext4` (7 MB) is left out until a root disk needs it.
+/// are skipped.
 pub const MODULES: &[&str] = &[
     "virtio_mmio",
     "virtio_blk",
@@ -28,6 +28,9 @@ pub const MODULES: &[&str] = &[
     "virtio_console",
     "virtio_rng",
 ];
+/// Modules a root disk needs, kept in `parts/modules` but not in the
+/// initramfs (`ext4` alone is 7 MB): see [`Manifest::disk_modules`].
+pub const DISK_MODULES: &[&str] = &["ext4"];
 
 /// How to fetch.
 #[derive(Debug, Clone, Default)]
@@ -198,6 +201,12 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
         }
     }
     let modules = tree.load_order(MODULES)?;
+    let loaded: HashSet<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+    let disk_modules: Vec<kernel::Module> = tree
+        .load_order(DISK_MODULES)?
+        .into_iter()
+        .filter(|m| !loaded.contains(m.name.as_str()))
+        .collect();
 
     let fw = take_file(
         &debs_dir.join(basename(&opensbi.filename)),
@@ -227,7 +236,7 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     if mods_dir.exists() {
         std::fs::remove_dir_all(&mods_dir).map_err(io_err(&mods_dir))?;
     }
-    for m in &modules {
+    for m in modules.iter().chain(&disk_modules) {
         let p = mods_dir.join(format!("{}.ko", m.name));
         write_atomic(&p, &m.data).map_err(io_err(&p))?;
     }
@@ -254,6 +263,7 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
         busybox: "parts/busybox".into(),
         modules_dir: "parts/modules".into(),
         modules: modules.iter().map(|m| m.name.clone()).collect(),
+        disk_modules: disk_modules.iter().map(|m| m.name.clone()).collect(),
         cmdline: "console=ttyS0".into(),
         packages: wanted
             .iter()

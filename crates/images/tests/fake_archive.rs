@@ -224,6 +224,12 @@ fn make_archive(dir: &Path) -> Archive {
                 module(dir, "virtio_rng", ""),
             ),
             (
+                &format!("{m}/fs/ext4/ext4.ko.xz"),
+                module(dir, "ext4", "jbd2,mbcache,virtio_blk"),
+            ),
+            (&format!("{m}/fs/jbd2/jbd2.ko.xz"), module(dir, "jbd2", "")),
+            (&format!("{m}/fs/mbcache.ko.xz"), module(dir, "mbcache", "")),
+            (
                 &format!("/usr/lib/modules/{KVER}/modules.builtin"),
                 b"kernel/drivers/char/virtio_console.ko\n".to_vec(),
             ),
@@ -342,6 +348,10 @@ fn fetch_from_a_fake_signed_archive() {
             "virtio_rng"
         ]
     );
+    // Disk modules are kept beside the others but not loaded at boot; ones
+    // already loaded (virtio_blk) are not repeated.
+    assert_eq!(m.disk_modules, vec!["jbd2", "mbcache", "ext4"]);
+    assert!(m.modules_dir.join("ext4.ko").is_file());
     assert_eq!(std::fs::read(&m.kernel).unwrap(), fake_image());
     assert_eq!(std::fs::read(&m.firmware).unwrap(), b"fake opensbi");
     assert_eq!(
@@ -361,6 +371,7 @@ fn fetch_from_a_fake_signed_archive() {
     let paths: Vec<&str> = initrd.paths().collect();
     assert!(paths.contains(&"lib/modules/virtio_rng.ko"), "{paths:?}");
     assert!(paths.contains(&"bin/busybox"));
+    assert!(!paths.contains(&"lib/modules/ext4.ko"), "{paths:?}");
 
     // A second fetch downloads no package again.
     let deb_hits = |h: &Hits| -> usize {

@@ -82,6 +82,13 @@ fn fetch_check_and_boot_under_qemu() {
         assert!(dep < user, "{:?}", m.modules);
     }
 
+    assert!(
+        m.disk_modules.iter().any(|x| x == "ext4"),
+        "{:?}",
+        m.disk_modules
+    );
+    assert!(m.modules_dir.join("ext4.ko").is_file());
+
     // The loaded manifest equals what fetch returned.
     let loaded = vessel_images::load(vessel_images::DEBIAN_RISCV64).unwrap();
     assert_eq!(loaded, m);
