@@ -32,7 +32,7 @@ const MAX_TRAPS_WITHOUT_PROGRESS: u32 = 64;
 const ICACHE_BITS: usize = 12;
 const ICACHE_SIZE: usize = 1 << ICACHE_BITS;
 
-const BLOCK_BITS: usize = 12;
+const BLOCK_BITS: usize = 14;
 const BLOCKS: usize = 1 << BLOCK_BITS;
 /// Most instructions in one decoded block.
 const BLOCK_MAX: usize = 32;
