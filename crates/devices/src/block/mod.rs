@@ -3,6 +3,9 @@
 
 pub mod qcow2;
 pub mod raw;
+pub mod spec;
+
+pub use spec::{DiskSpec, DiskSpecError};
 
 use std::io;
 use std::path::{Path, PathBuf};

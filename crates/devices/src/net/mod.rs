@@ -9,6 +9,75 @@ use std::os::unix::net::UnixDatagram;
 
 pub use tap::{Tap, TapError};
 
+/// A parsed `--net tap=NAME[,mac=MAC]` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSpec {
+    pub tap: String,
+    /// `None`: a random 52:54:00:xx:xx:xx address.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Errors in a `--net` value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetSpecError {
+    #[error("--net needs tap=NAME: tap=NAME[,mac=MAC]")]
+    NoTap,
+    #[error("--net option {0:?} is not one of tap=NAME, mac=MAC")]
+    UnknownOption(String),
+    #[error("--net mac {0:?} is not six hex bytes like 52:54:00:12:34:56")]
+    BadMac(String),
+    #[error("--net tap name {0:?} must be 1 to 15 characters without '/' or spaces")]
+    BadName(String),
+}
+
+impl std::str::FromStr for NetSpec {
+    type Err = NetSpecError;
+
+    fn from_str(s: &str) -> Result<Self, NetSpecError> {
+        let mut tap = None;
+        let mut mac = None;
+        for opt in s.split(',') {
+            match opt.split_once('=') {
+                Some(("tap", n)) => {
+                    if n.is_empty() || n.len() > 15 || n.contains(['/', ' ', '\0']) {
+                        return Err(NetSpecError::BadName(n.to_string()));
+                    }
+                    tap = Some(n.to_string());
+                }
+                Some(("mac", m)) => {
+                    mac = Some(
+                        crate::virtio::net::parse_mac(m)
+                            .map_err(|_| NetSpecError::BadMac(m.to_string()))?,
+                    )
+                }
+                _ => return Err(NetSpecError::UnknownOption(opt.to_string())),
+            }
+        }
+        Ok(NetSpec {
+            tap: tap.ok_or(NetSpecError::NoTap)?,
+            mac,
+        })
+    }
+}
+
+/// Errors building a net device from a [`NetSpec`].
+#[derive(Debug, thiserror::Error)]
+pub enum NetOpenError {
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error(transparent)]
+    Net(#[from] crate::virtio::net::NetError),
+}
+
+impl NetSpec {
+    /// Open (or create) the tap and build the virtio-net device.
+    pub fn open(&self) -> Result<crate::virtio::net::Net, NetOpenError> {
+        let tap = Tap::open(&self.tap)?;
+        let mac = self.mac.unwrap_or_else(crate::virtio::net::random_mac);
+        Ok(crate::virtio::net::Net::new(Box::new(tap), mac)?)
+    }
+}
+
 /// A frame-at-a-time, non-blocking packet back end.
 pub trait FrameBackend: Send + Sync {
     /// Read one frame (header included); `WouldBlock` when none is queued.
@@ -62,5 +131,35 @@ impl FrameBackend for DatagramBackend {
     }
     fn name(&self) -> &str {
         "socket"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_net_specs() {
+        let s: NetSpec = "tap=vm0,mac=52:54:00:00:00:01".parse().unwrap();
+        assert_eq!(s.tap, "vm0");
+        assert_eq!(s.mac, Some([0x52, 0x54, 0, 0, 0, 1]));
+        let s: NetSpec = "tap=vm1".parse().unwrap();
+        assert_eq!(s.mac, None);
+        assert_eq!(
+            "mac=52:54:00:00:00:01".parse::<NetSpec>(),
+            Err(NetSpecError::NoTap)
+        );
+        assert!(matches!(
+            "tap=a,mac=1:2".parse::<NetSpec>(),
+            Err(NetSpecError::BadMac(_))
+        ));
+        assert!(matches!(
+            "tap=a,x=1".parse::<NetSpec>(),
+            Err(NetSpecError::UnknownOption(_))
+        ));
+        assert!(matches!(
+            "tap=a/b".parse::<NetSpec>(),
+            Err(NetSpecError::BadName(_))
+        ));
     }
 }
