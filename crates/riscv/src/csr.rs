@@ -403,6 +403,7 @@ impl Hart {
             new = (new & !ms::MPP) | (old & ms::MPP);
         }
         self.csr.mstatus = new | ms::UXL | ms::SXL;
+        self.sync_mode();
         if (old ^ new) & (ms::SUM | ms::MXR) != 0 {
             self.tlb_flush();
         }

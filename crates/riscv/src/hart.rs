@@ -132,7 +132,7 @@ impl Hart {
             raw: 0,
             inst: Instruction::Illegal { raw: 0 },
         };
-        Hart {
+        let mut hart = Hart {
             x: [0; 32],
             f: [0; 32],
             pc: 0,
@@ -156,7 +156,9 @@ impl Hart {
             cur_raw: 0,
             trace,
             traps_in_a_row: 0,
-        }
+        };
+        hart.sync_mode();
+        hart
     }
 
     pub fn hart_id(&self) -> u64 {

@@ -64,6 +64,11 @@ const EMPTY: TlbEntry = TlbEntry {
 pub(crate) struct Tlb {
     entries: Box<[TlbEntry]>,
     epoch: u64,
+    /// First entry of the set for fetches / loads / stores in the current mode
+    /// (kept up to date by `Hart::sync_mode`).
+    fetch_base: usize,
+    load_base: usize,
+    store_base: usize,
 }
 
 impl Tlb {
@@ -71,6 +76,9 @@ impl Tlb {
         Tlb {
             entries: vec![EMPTY; 3 * 3 * TLB_SIZE].into_boxed_slice(),
             epoch: 1,
+            fetch_base: 0,
+            load_base: 0,
+            store_base: 0,
         }
     }
 }
@@ -98,6 +106,15 @@ impl Hart {
         self.tlb.epoch += 1;
     }
 
+    /// Recompute the TLB sets for fetches and data accesses after a change of
+    /// privilege or of mstatus.MPRV/MPP.
+    pub(crate) fn sync_mode(&mut self) {
+        self.tlb.fetch_base = (mode_index(self.prv) * 3 + Access::Fetch as usize) << TLB_BITS;
+        let d = mode_index(self.data_priv()) * 3;
+        self.tlb.load_base = (d + Access::Load as usize) << TLB_BITS;
+        self.tlb.store_base = (d + Access::Store as usize) << TLB_BITS;
+    }
+
     /// Privilege that loads and stores use (MPRV).
     #[inline(always)]
     fn data_priv(&self) -> u8 {
@@ -110,13 +127,12 @@ impl Hart {
 
     #[inline(always)]
     fn tlb_index(&self, access: Access, vaddr: u64) -> usize {
-        let prv = if access == Access::Fetch {
-            self.prv
-        } else {
-            self.data_priv()
+        let base = match access {
+            Access::Fetch => self.tlb.fetch_base,
+            Access::Load => self.tlb.load_base,
+            Access::Store => self.tlb.store_base,
         };
-        ((mode_index(prv) * 3 + access as usize) << TLB_BITS)
-            | ((vaddr >> 12) as usize & (TLB_SIZE - 1))
+        base | ((vaddr >> 12) as usize & (TLB_SIZE - 1))
     }
 
     /// TLB lookup: the entry's (ppage, host) if it maps `vaddr`'s page.
@@ -451,6 +467,7 @@ mod tests {
         let (mut h, ram) = hart(MmuMode::Sv39);
         sv39_tables(&ram);
         h.prv = 1;
+        h.sync_mode();
         h.csr.satp = (8 << 60) | ((BASE + 0x1000) >> 12);
         let va = 0x4000_0000u64;
         assert_eq!(h.translate(va + 0x123, Access::Load), Ok(BASE + 0x10123));
@@ -489,6 +506,7 @@ mod tests {
         assert!(h.translate(1 << 40, Access::Load).is_err());
         // U-mode can reach the user page only.
         h.prv = 0;
+        h.sync_mode();
         assert!(h.translate(va + 0x3000, Access::Store).is_ok());
         assert!(h.translate(va, Access::Load).is_err());
     }
@@ -503,6 +521,7 @@ mod tests {
         ram.write(BASE + 0x1000 + 8, 8, pte(BASE + 0x5000, V))
             .unwrap(); // va bit 39 set
         h.prv = 1;
+        h.sync_mode();
         h.csr.satp = (9 << 60) | ((BASE + 0x1000) >> 12);
         let va = (1u64 << 39) | 0x4000_0000;
         assert_eq!(h.translate(va + 8, Access::Load), Ok(BASE + 0x10008));

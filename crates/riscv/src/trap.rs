@@ -191,6 +191,7 @@ impl Hart {
             self.prv = 3;
             self.pc = vector(self.csr.mtvec, is_int, code);
         }
+        self.sync_mode();
     }
 
     /// `mret`: return from an M-mode trap.
@@ -210,6 +211,7 @@ impl Hart {
         self.csr.mstatus = n;
         self.prv = mpp;
         self.pc = self.csr.mepc;
+        self.sync_mode();
     }
 
     /// `sret`: return from an S-mode trap.
@@ -227,6 +229,7 @@ impl Hart {
         self.csr.mstatus = n;
         self.prv = spp;
         self.pc = self.csr.sepc;
+        self.sync_mode();
     }
 }
 
