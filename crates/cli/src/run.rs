@@ -91,15 +91,27 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Arch::Riscv64 = args.arch;
-    if let Some(name) = &args.image {
-        bail!(
-            "booting the cached image '{name}' by name is not available in this build yet; \
-             give --firmware, --kernel and --initrd instead"
-        );
+    let mut args = args;
+    if let Some(name) = args.image.clone() {
+        // A fetched image supplies what the flags leave out.
+        let m = vessel_images::load(&name).with_context(|| {
+            format!("cannot boot image '{name}'; fetch it with `vessel image fetch {name}`")
+        })?;
+        if m.arch != "riscv64" {
+            bail!(
+                "image '{name}' is for {}; this command boots riscv64 guests",
+                m.arch
+            );
+        }
+        args.firmware.get_or_insert(m.firmware);
+        args.kernel.get_or_insert(m.kernel);
+        args.initrd.get_or_insert(m.initrd);
+        args.append.get_or_insert(m.cmdline);
     }
     let Some(firmware) = args.firmware.clone() else {
         bail!(
-            "--firmware FILE is missing: a riscv64 guest starts in firmware (OpenSBI's fw_dynamic.bin)"
+            "--firmware FILE is missing: a riscv64 guest starts in firmware \
+             (OpenSBI's fw_dynamic.bin), or name a fetched image: `vessel run debian-riscv64`"
         );
     };
     let config = VirtConfig {
