@@ -19,6 +19,8 @@ const TX: usize = 1;
 const QUEUE_SIZE: u16 = 64;
 /// Input held for the guest while it has no receive buffer.
 const MAX_PENDING: usize = 64 * 1024;
+/// Output taken from one transmit chain (Linux sends at most a page).
+const MAX_OUTPUT: u64 = 1 << 20;
 
 /// Errors of the console device.
 #[derive(Debug, thiserror::Error)]
@@ -193,9 +195,20 @@ impl VirtioDevice for Console {
                 let int = active.interrupt.clone();
                 drain_queue(active, TX, |mem, c| {
                     let mut r = Cursor::new(mem, &c.readable);
+                    if r.remaining() > MAX_OUTPUT {
+                        int.warn_once(
+                            "console output chain too long",
+                            format_args!(
+                                "transmit chain of {} bytes; only the first {MAX_OUTPUT} are written",
+                                r.remaining()
+                            ),
+                        );
+                    }
+                    let mut left = r.remaining().min(MAX_OUTPUT);
                     // Bounded copies: a chain may claim up to 4 GiB.
-                    while r.remaining() > 0 {
-                        let n = (r.remaining() as usize).min(64 * 1024);
+                    while left > 0 {
+                        let n = left.min(64 * 1024) as usize;
+                        left -= n as u64;
                         buf.resize(n, 0);
                         if r.read(buf).is_err() {
                             break;
