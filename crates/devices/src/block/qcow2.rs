@@ -163,6 +163,46 @@ mod tests {
     }
 
     #[test]
+    fn overlay_on_a_qcow2_base_leaves_the_base_untouched() {
+        if !qemu_img() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.qcow2");
+        let overlay = dir.path().join("top.qcow2");
+        let (b, o) = (base.to_str().unwrap(), overlay.to_str().unwrap());
+        run(&["create", "-q", "-f", "qcow2", b, "2M"]);
+        let io = Command::new("qemu-io")
+            .args(["-c", "write -P 0x11 0 128k", b])
+            .output()
+            .unwrap();
+        assert!(
+            io.status.success(),
+            "{}",
+            String::from_utf8_lossy(&io.stderr)
+        );
+        run(&["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", b, o]);
+        let before = std::fs::read(&base).unwrap();
+        {
+            let mut d = Qcow2Disk::open(&overlay, false).unwrap();
+            let mut buf = vec![0u8; 4096];
+            d.read_at(&mut buf, 65536).unwrap();
+            assert!(buf.iter().all(|&x| x == 0x11), "base data visible");
+            d.write_at(&[0x22; 4096], 65536).unwrap();
+            d.discard(0, 65536).unwrap();
+            d.flush().unwrap();
+            d.read_at(&mut buf, 65536).unwrap();
+            assert!(buf.iter().all(|&x| x == 0x22));
+        }
+        assert_eq!(
+            std::fs::read(&base).unwrap(),
+            before,
+            "base byte-for-byte unchanged"
+        );
+        run(&["check", "-q", o]);
+    }
+
+    #[test]
     fn read_only_qcow2_refuses_writes() {
         if !qemu_img() {
             return;
