@@ -244,6 +244,34 @@ park:
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// The console shows Linux's panic report: vessel stops with status 4, even
+/// when the guest then resets itself (as a kernel booted with panic=N does).
+#[test]
+fn kernel_panic_line_stops_the_machine() {
+    let reset = "    li t0, 0x100000\n    li t1, 0x7777\n    sw t1, 0(t0)\n    j park\n";
+    let line = "[    1.5] Kernel panic - not syncing: Attempted to kill init!\\r\\n";
+    let end = "[    1.6] ---[ end Kernel panic - not syncing: Attempted to kill init! ]---\\r\\n";
+    let full = format!("{line}{end}");
+    // The whole report; the panic line then a reset; the panic line alone
+    // (vessel gives the rest of the report a grace period, then stops).
+    for (name, msg, tail) in [
+        ("panic", full.as_str(), "    j park\n"),
+        ("panic-reset", line, reset),
+        ("panic-line", line, "    j park\n"),
+    ] {
+        let Some(elf) = assemble(name, &program(msg, tail)) else {
+            return;
+        };
+        let out = vessel(&["run", "--firmware", elf.to_str().unwrap()], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{name}: {err}");
+        assert!(
+            err.contains("kernel panicked: Kernel panic - not syncing: Attempted to kill init!"),
+            "{name}: {err}"
+        );
+    }
+}
+
 #[test]
 fn ctrl_a_x_quits() {
     let Some(elf) = assemble("idle", &program("idle\\n", "    j park\n")) else {

@@ -426,7 +426,14 @@ impl VirtMachine {
     pub fn run(&mut self) -> Result<RunReport, VirtError> {
         self.fill_empty_slots()?;
         let start = Instant::now();
-        let outcome = self.run_loop();
+        let mut outcome = self.run_loop();
+        // A kernel booted with panic=N reboots (or powers off) after its
+        // panic report: the panic is still why it stopped.
+        if let Outcome::Stopped(StopReason::Reset | StopReason::PowerOff) = outcome
+            && let Some((line, _)) = &*self.panic.lock().unwrap_or_else(|p| p.into_inner())
+        {
+            outcome = Outcome::Stopped(StopReason::KernelPanic(line.clone()));
+        }
         Ok(RunReport {
             outcome,
             instructions: self.harts.iter().map(|h| h.instret()).sum(),
