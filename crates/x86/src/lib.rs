@@ -17,6 +17,7 @@
 //! # Ok::<(), vessel_x86::Error>(())
 //! ```
 
+pub mod acpi;
 pub mod boot;
 pub mod cpu;
 pub mod layout;

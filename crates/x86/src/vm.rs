@@ -14,6 +14,7 @@ use vessel_devices::VirtioMmio;
 use vessel_devices::block::{BlockError, DiskOptions, open_disk};
 use vessel_devices::virtio::block::{Block, BlockOptions};
 
+use crate::acpi::{self, AcpiError};
 use crate::boot::{BootError, BootInfo, load_linux};
 use crate::cpu::{CpuError, setup_boot_vcpu_long_mode, setup_vcpu, write_boot_tables};
 use crate::layout::{
@@ -43,6 +44,8 @@ pub enum Error {
     Cpu(#[from] CpuError),
     #[error(transparent)]
     MpTable(#[from] MpTableError),
+    #[error(transparent)]
+    Acpi(#[from] AcpiError),
     #[error("cannot place a device: {0}")]
     Bus(#[from] BusError),
     #[error(transparent)]
@@ -81,6 +84,9 @@ pub struct VmConfig {
     pub serial_out: SerialOut,
     /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
     pub disks: Vec<DiskConfig>,
+    /// Describe the machine in ACPI tables too (CPUs, IOAPIC, COM1, virtio
+    /// slots), for kernels without MP-table or `virtio_mmio.device=` support.
+    pub acpi: bool,
 }
 
 /// The command line a Linux guest of this board needs: the serial console,
@@ -99,6 +105,7 @@ impl VmConfig {
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             serial_out: Box::new(std::io::stdout()),
             disks: Vec::new(),
+            acpi: true,
         }
     }
 }
@@ -176,9 +183,11 @@ impl Microvm {
         // virtio_mmio built in find them on the command line.
         let mut cmdline = config.cmdline.clone();
         let mut virtio_slots = 0;
+        let mut slots = Vec::new();
         for disk in &config.disks {
             let slot = virtio_slot(virtio_slots)?;
             virtio_slots += 1;
+            slots.push(slot);
             let disk_err = |source| Error::Disk {
                 path: disk.path.clone(),
                 source,
@@ -219,6 +228,9 @@ impl Microvm {
         )?;
         write_boot_tables(&memory)?;
         mptable::write(&memory, usize::from(cpus))?;
+        if config.acpi {
+            acpi::write(&memory, cpus, &slots)?;
+        }
 
         let supported = vm.supported_cpuid()?;
         let mut vcpus = Vec::with_capacity(usize::from(cpus));
