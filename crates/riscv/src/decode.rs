@@ -28,6 +28,57 @@ pub enum AluOp {
     Divu,
     Rem,
     Remu,
+    // Zba
+    Sh1add,
+    Sh2add,
+    Sh3add,
+    /// add.uw (OP-32 only)
+    AddUw,
+    Sh1addUw,
+    Sh2addUw,
+    Sh3addUw,
+    /// slli.uw (OP-IMM-32 only)
+    SllUw,
+    // Zbb
+    Andn,
+    Orn,
+    Xnor,
+    Clz,
+    Ctz,
+    Cpop,
+    Max,
+    Maxu,
+    Min,
+    Minu,
+    SextB,
+    SextH,
+    ZextH,
+    Rol,
+    Ror,
+    OrcB,
+    Rev8,
+    // Zbs
+    Bclr,
+    Bext,
+    Binv,
+    Bset,
+}
+
+impl AluOp {
+    /// Operations with one source register (the immediate field is part of the opcode).
+    pub fn is_unary(self) -> bool {
+        matches!(
+            self,
+            AluOp::Clz
+                | AluOp::Ctz
+                | AluOp::Cpop
+                | AluOp::SextB
+                | AluOp::SextH
+                | AluOp::ZextH
+                | AluOp::OrcB
+                | AluOp::Rev8
+        )
+    }
 }
 
 /// Conditional branches.
@@ -381,14 +432,34 @@ pub fn decode(raw: u32) -> Instruction {
         },
         0x13 => {
             let imm = imm_i(raw);
+            let f12 = raw >> 20;
+            let f6 = raw >> 26;
             let (op, imm) = match f3 {
                 0 => (AluOp::Add, imm),
-                1 if raw >> 26 == 0 => (AluOp::Sll, imm & 63),
+                1 => match (f6, f12) {
+                    (_, 0x600) => (AluOp::Clz, 0),
+                    (_, 0x601) => (AluOp::Ctz, 0),
+                    (_, 0x602) => (AluOp::Cpop, 0),
+                    (_, 0x604) => (AluOp::SextB, 0),
+                    (_, 0x605) => (AluOp::SextH, 0),
+                    (0, _) => (AluOp::Sll, imm & 63),
+                    (0x12, _) => (AluOp::Bclr, imm & 63),
+                    (0x1a, _) => (AluOp::Binv, imm & 63),
+                    (0x0a, _) => (AluOp::Bset, imm & 63),
+                    _ => return ill,
+                },
                 2 => (AluOp::Slt, imm),
                 3 => (AluOp::Sltu, imm),
                 4 => (AluOp::Xor, imm),
-                5 if raw >> 26 == 0 => (AluOp::Srl, imm & 63),
-                5 if raw >> 26 == 0x10 => (AluOp::Sra, imm & 63),
+                5 => match (f6, f12) {
+                    (_, 0x287) => (AluOp::OrcB, 0),
+                    (_, 0x6b8) => (AluOp::Rev8, 0),
+                    (0, _) => (AluOp::Srl, imm & 63),
+                    (0x10, _) => (AluOp::Sra, imm & 63),
+                    (0x12, _) => (AluOp::Bext, imm & 63),
+                    (0x18, _) => (AluOp::Ror, imm & 63),
+                    _ => return ill,
+                },
                 6 => (AluOp::Or, imm),
                 7 => (AluOp::And, imm),
                 _ => return ill,
@@ -404,9 +475,14 @@ pub fn decode(raw: u32) -> Instruction {
             let imm = imm_i(raw);
             let (op, imm) = match (f3, f7) {
                 (0, _) => (AluOp::Add, imm),
+                (1, _) if raw >> 20 == 0x600 => (AluOp::Clz, 0),
+                (1, _) if raw >> 20 == 0x601 => (AluOp::Ctz, 0),
+                (1, _) if raw >> 20 == 0x602 => (AluOp::Cpop, 0),
                 (1, 0) => (AluOp::Sll, imm & 31),
+                (1, _) if raw >> 26 == 0x02 => (AluOp::SllUw, imm & 63),
                 (5, 0) => (AluOp::Srl, imm & 31),
                 (5, 0x20) => (AluOp::Sra, imm & 31),
+                (5, 0x30) => (AluOp::Ror, imm & 31),
                 _ => return ill,
             };
             I::OpImm32 {
@@ -436,6 +512,22 @@ pub fn decode(raw: u32) -> Instruction {
                 (1, 5) => AluOp::Divu,
                 (1, 6) => AluOp::Rem,
                 (1, 7) => AluOp::Remu,
+                (0x10, 2) => AluOp::Sh1add,
+                (0x10, 4) => AluOp::Sh2add,
+                (0x10, 6) => AluOp::Sh3add,
+                (0x20, 7) => AluOp::Andn,
+                (0x20, 6) => AluOp::Orn,
+                (0x20, 4) => AluOp::Xnor,
+                (0x05, 4) => AluOp::Min,
+                (0x05, 5) => AluOp::Minu,
+                (0x05, 6) => AluOp::Max,
+                (0x05, 7) => AluOp::Maxu,
+                (0x30, 1) => AluOp::Rol,
+                (0x30, 5) => AluOp::Ror,
+                (0x24, 1) => AluOp::Bclr,
+                (0x24, 5) => AluOp::Bext,
+                (0x34, 1) => AluOp::Binv,
+                (0x14, 1) => AluOp::Bset,
                 _ => return ill,
             };
             I::Op {
@@ -457,6 +549,13 @@ pub fn decode(raw: u32) -> Instruction {
                 (1, 5) => AluOp::Divu,
                 (1, 6) => AluOp::Rem,
                 (1, 7) => AluOp::Remu,
+                (0x04, 0) => AluOp::AddUw,
+                (0x10, 2) => AluOp::Sh1addUw,
+                (0x10, 4) => AluOp::Sh2addUw,
+                (0x10, 6) => AluOp::Sh3addUw,
+                (0x30, 1) => AluOp::Rol,
+                (0x30, 5) => AluOp::Ror,
+                (0x04, 4) if rs2(raw) == 0 => AluOp::ZextH,
                 _ => return ill,
             };
             I::Op32 {
@@ -987,6 +1086,35 @@ fn alu_name(op: AluOp) -> &'static str {
         AluOp::Divu => "divu",
         AluOp::Rem => "rem",
         AluOp::Remu => "remu",
+        AluOp::Sh1add => "sh1add",
+        AluOp::Sh2add => "sh2add",
+        AluOp::Sh3add => "sh3add",
+        AluOp::AddUw => "add.uw",
+        AluOp::Sh1addUw => "sh1add.uw",
+        AluOp::Sh2addUw => "sh2add.uw",
+        AluOp::Sh3addUw => "sh3add.uw",
+        AluOp::SllUw => "slli.uw",
+        AluOp::Andn => "andn",
+        AluOp::Orn => "orn",
+        AluOp::Xnor => "xnor",
+        AluOp::Clz => "clz",
+        AluOp::Ctz => "ctz",
+        AluOp::Cpop => "cpop",
+        AluOp::Max => "max",
+        AluOp::Maxu => "maxu",
+        AluOp::Min => "min",
+        AluOp::Minu => "minu",
+        AluOp::SextB => "sext.b",
+        AluOp::SextH => "sext.h",
+        AluOp::ZextH => "zext.h",
+        AluOp::Rol => "rol",
+        AluOp::Ror => "ror",
+        AluOp::OrcB => "orc.b",
+        AluOp::Rev8 => "rev8",
+        AluOp::Bclr => "bclr",
+        AluOp::Bext => "bext",
+        AluOp::Binv => "binv",
+        AluOp::Bset => "bset",
     }
 }
 
@@ -1046,17 +1174,34 @@ impl fmt::Display for Instruction {
                 };
                 write!(w, "{n} {}, {}({})", x(rs2), imm, x(rs1))
             }
-            I::OpImm { op, rd, rs1, imm } => {
-                let n = match op {
-                    AluOp::Sub => "subi",
-                    o => alu_name(o),
-                };
-                write!(w, "{n}i {}, {}, {}", x(rd), x(rs1), imm)
+            I::OpImm { op, rd, rs1, .. } if op.is_unary() => {
+                write!(w, "{} {}, {}", alu_name(op), x(rd), x(rs1))
             }
+            I::OpImm { op, rd, rs1, imm } => {
+                write!(w, "{}i {}, {}, {}", alu_name(op), x(rd), x(rs1), imm)
+            }
+            I::OpImm32 { op, rd, rs1, .. } if op.is_unary() => {
+                write!(w, "{}w {}, {}", alu_name(op), x(rd), x(rs1))
+            }
+            I::OpImm32 {
+                op: AluOp::SllUw,
+                rd,
+                rs1,
+                imm,
+            } => write!(w, "slli.uw {}, {}, {}", x(rd), x(rs1), imm),
             I::OpImm32 { op, rd, rs1, imm } => {
                 write!(w, "{}iw {}, {}, {}", alu_name(op), x(rd), x(rs1), imm)
             }
             I::Op { op, rd, rs1, rs2 } => {
+                write!(w, "{} {}, {}, {}", alu_name(op), x(rd), x(rs1), x(rs2))
+            }
+            I::Op32 {
+                op: AluOp::ZextH,
+                rd,
+                rs1,
+                ..
+            } => write!(w, "zext.h {}, {}", x(rd), x(rs1)),
+            I::Op32 { op, rd, rs1, rs2 } if alu_name(op).ends_with(".uw") => {
                 write!(w, "{} {}, {}, {}", alu_name(op), x(rd), x(rs1), x(rs2))
             }
             I::Op32 { op, rd, rs1, rs2 } => {
@@ -1471,6 +1616,26 @@ mod tests {
                 "{raw:#x}"
             );
         }
+    }
+
+    #[test]
+    fn bitmanip_encodings() {
+        // Encodings from riscv64-unknown-elf-as with +zba,+zbb,+zbs.
+        for (raw, text) in [
+            (0x6005_9513, "clz a0, a1"),
+            (0x6b85_d513, "rev8 a0, a1"),
+            (0x20c5_a533, "sh1add a0, a1, a2"),
+            (0x2bf5_9513, "bseti a0, a1, 63"),
+            (0x08c5_853b, "add.uw a0, a1, a2"),
+            (0x6045_d51b, "roriw a0, a1, 4"),
+            (0x0805_c53b, "zext.h a0, a1"),
+        ] {
+            assert_eq!(decode(raw).to_string(), text, "{raw:#x}");
+        }
+        // zext.h needs rs2 = 0; orc.b has one exact encoding.
+        assert_eq!(decode(0x0815_c53b), I::Illegal { raw: 0x0815_c53b });
+        assert_eq!(decode(0x2875_d513).to_string(), "orc.b a0, a1");
+        assert_eq!(decode(0x2885_d513), I::Illegal { raw: 0x2885_d513 });
     }
 
     #[test]

@@ -47,11 +47,60 @@ fn alu(op: AluOp, a: u64, b: u64) -> u64 {
                 a % b
             }
         }
+        AluOp::Sh1add => (a << 1).wrapping_add(b),
+        AluOp::Sh2add => (a << 2).wrapping_add(b),
+        AluOp::Sh3add => (a << 3).wrapping_add(b),
+        AluOp::AddUw => (a as u32 as u64).wrapping_add(b),
+        AluOp::Sh1addUw => ((a as u32 as u64) << 1).wrapping_add(b),
+        AluOp::Sh2addUw => ((a as u32 as u64) << 2).wrapping_add(b),
+        AluOp::Sh3addUw => ((a as u32 as u64) << 3).wrapping_add(b),
+        AluOp::SllUw => (a as u32 as u64) << (b & 63),
+        AluOp::Andn => a & !b,
+        AluOp::Orn => a | !b,
+        AluOp::Xnor => !(a ^ b),
+        AluOp::Clz => a.leading_zeros() as u64,
+        AluOp::Ctz => a.trailing_zeros() as u64,
+        AluOp::Cpop => a.count_ones() as u64,
+        AluOp::Max => (a as i64).max(b as i64) as u64,
+        AluOp::Maxu => a.max(b),
+        AluOp::Min => (a as i64).min(b as i64) as u64,
+        AluOp::Minu => a.min(b),
+        AluOp::SextB => a as i8 as i64 as u64,
+        AluOp::SextH => a as i16 as i64 as u64,
+        AluOp::ZextH => a & 0xffff,
+        AluOp::Rol => a.rotate_left((b & 63) as u32),
+        AluOp::Ror => a.rotate_right((b & 63) as u32),
+        AluOp::OrcB => {
+            let mut r = 0u64;
+            for i in 0..8 {
+                if (a >> (8 * i)) & 0xff != 0 {
+                    r |= 0xff << (8 * i);
+                }
+            }
+            r
+        }
+        AluOp::Rev8 => a.swap_bytes(),
+        AluOp::Bclr => a & !(1 << (b & 63)),
+        AluOp::Bext => (a >> (b & 63)) & 1,
+        AluOp::Binv => a ^ (1 << (b & 63)),
+        AluOp::Bset => a | (1 << (b & 63)),
     }
 }
 
 #[inline(always)]
 fn alu32(op: AluOp, a: u64, b: u64) -> u64 {
+    // Zba's .uw forms and zext.h produce 64-bit results.
+    if matches!(
+        op,
+        AluOp::AddUw
+            | AluOp::Sh1addUw
+            | AluOp::Sh2addUw
+            | AluOp::Sh3addUw
+            | AluOp::SllUw
+            | AluOp::ZextH
+    ) {
+        return alu(op, a, b);
+    }
     let (x, y) = (a as u32, b as u32);
     let r: u32 = match op {
         AluOp::Add => x.wrapping_add(y),
@@ -82,6 +131,11 @@ fn alu32(op: AluOp, a: u64, b: u64) -> u64 {
                 x % y
             }
         }
+        AluOp::Clz => x.leading_zeros(),
+        AluOp::Ctz => x.trailing_zeros(),
+        AluOp::Cpop => x.count_ones(),
+        AluOp::Rol => x.rotate_left(y & 31),
+        AluOp::Ror => x.rotate_right(y & 31),
         // Not produced by the decoder for the 32-bit forms.
         _ => alu(op, a, b) as u32,
     };

@@ -210,7 +210,8 @@ impl Hart {
     /// The extensions for `riscv,isa-extensions`.
     pub fn isa_extensions(&self) -> Vec<&'static str> {
         vec![
-            "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zicntr", "sstc",
+            "i", "m", "a", "f", "d", "c", "zicsr", "zifencei", "zicntr", "zba", "zbb", "zbs",
+            "sstc",
         ]
     }
 

@@ -237,3 +237,8 @@ fn thread_cpu_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     s.split_whitespace().next()?.parse().ok()
 }
+
+#[test]
+fn zba_zbb_zbs() {
+    run_program("zb");
+}

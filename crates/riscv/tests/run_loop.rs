@@ -61,7 +61,10 @@ fn unrecoverable_trap_loop_is_a_fault() {
 #[test]
 fn isa_description() {
     let h = hart_with(&[]);
-    assert_eq!(h.isa_string(), "rv64imafdc_zicsr_zifencei_zicntr_sstc");
+    assert_eq!(
+        h.isa_string(),
+        "rv64imafdc_zicsr_zifencei_zicntr_zba_zbb_zbs_sstc"
+    );
     assert_eq!(h.mmu_type(), "riscv,sv48");
     assert!(h.isa_extensions().contains(&"sstc"));
 }
