@@ -12,7 +12,9 @@ use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_g
 
 use vessel_devices::VirtioMmio;
 use vessel_devices::block::{BlockError, DiskOptions, open_disk};
+use vessel_devices::net::FrameBackend;
 use vessel_devices::virtio::block::{Block, BlockOptions};
+use vessel_devices::virtio::net::{Net, NetError};
 
 use crate::acpi::{self, AcpiError};
 use crate::boot::{BootError, BootInfo, load_linux};
@@ -52,12 +54,25 @@ pub enum Error {
     Run(#[from] RunError),
     #[error("no virtio-mmio slot left: the microvm has room for {} devices", mptable::IOAPIC_PINS as u32 - VIRTIO_FIRST_GSI)]
     NoVirtioSlot,
+    #[error("network device {index}: {source}")]
+    Net {
+        index: usize,
+        #[source]
+        source: NetError,
+    },
     #[error("disk {path}: {source}")]
     Disk {
         path: PathBuf,
         #[source]
         source: BlockError,
     },
+}
+
+/// A virtio-net card for the guest: a frame back end (a tap, or one end of
+/// a datagram socket) and its MAC address.
+pub struct NetConfig {
+    pub backend: Box<dyn FrameBackend>,
+    pub mac: [u8; 6],
 }
 
 /// A virtio-blk disk for the guest.
@@ -84,6 +99,8 @@ pub struct VmConfig {
     pub serial_out: SerialOut,
     /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
     pub disks: Vec<DiskConfig>,
+    /// virtio-net cards, after the disks in the virtio-mmio slots.
+    pub nets: Vec<NetConfig>,
     /// Describe the machine in ACPI tables too (CPUs, IOAPIC, COM1, virtio
     /// slots), for kernels without MP-table or `virtio_mmio.device=` support.
     pub acpi: bool,
@@ -105,6 +122,7 @@ impl VmConfig {
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             serial_out: Box::new(std::io::stdout()),
             disks: Vec::new(),
+            nets: Vec::new(),
             acpi: true,
         }
     }
@@ -210,6 +228,22 @@ impl Microvm {
             .map_err(disk_err)?;
             let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
             let dev = VirtioMmio::new(memory.clone(), Box::new(block), irq);
+            buses
+                .mmio
+                .insert(slot.base, slot.len, Arc::new(Mutex::new(dev)))?;
+            cmdline.push_str(&format!(
+                " virtio_mmio.device=4K@{:#x}:{}",
+                slot.base, slot.gsi
+            ));
+        }
+        for (index, net) in config.nets.into_iter().enumerate() {
+            let slot = virtio_slot(virtio_slots)?;
+            virtio_slots += 1;
+            slots.push(slot);
+            let dev =
+                Net::new(net.backend, net.mac).map_err(|source| Error::Net { index, source })?;
+            let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
+            let dev = VirtioMmio::new(memory.clone(), Box::new(dev), irq);
             buses
                 .mmio
                 .insert(slot.base, slot.len, Arc::new(Mutex::new(dev)))?;

@@ -1,10 +1,12 @@
 //! virtio devices of crates/devices on the microvm: a polling virtio-blk
-//! driver in the guest reads sector 0 and writes sector 1 of a disk image.
+//! driver in the guest reads sector 0 and writes sector 1 of a disk image;
+//! a polling virtio-net driver sends a frame that the host receives.
 
 mod common;
 
 use common::{Capture, build_guest, config, kvm_usable, run_guarded};
-use vessel_x86::{DiskConfig, ExitReason, Microvm};
+use vessel_devices::net::DatagramBackend;
+use vessel_x86::{DiskConfig, ExitReason, Microvm, NetConfig};
 
 #[test]
 fn the_guest_reads_sector_0_and_writes_sector_1_over_virtio_blk() {
@@ -74,4 +76,35 @@ fn a_missing_disk_image_is_a_clear_error() {
     });
     let err = Microvm::new(cfg).err().expect("no disk, no VM");
     assert!(err.to_string().contains("missing.img"), "{err}");
+}
+
+#[test]
+fn the_guest_sends_a_frame_over_virtio_net() {
+    if !kvm_usable("the_guest_sends_a_frame_over_virtio_net") {
+        return;
+    }
+    let Some(guest) = build_guest("virtio_net") else {
+        return;
+    };
+    let (host, vm_end) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let capture = Capture::default();
+    let mut cfg = config(&guest, &capture);
+    cfg.nets.push(NetConfig {
+        backend: Box::new(DatagramBackend::new(vm_end).unwrap()),
+        mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56],
+    });
+    let vm = Microvm::new(cfg).expect("the microvm builds");
+    let reason = run_guarded(vm, &capture);
+    let out = capture.text();
+    assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
+    assert_eq!(out, "virtio device 0x1\nsent 0x1\ndone\n");
+    host.set_nonblocking(true).unwrap();
+    let mut frame = [0u8; 2048];
+    let n = host.recv(&mut frame).expect("the guest's frame is waiting");
+    let mut expected = vec![0u8; 12];
+    expected.extend_from_slice(&[0xff; 6]);
+    expected.extend_from_slice(&[0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x88, 0xb5]);
+    expected.extend_from_slice(b"hello from the vessel x86 guest");
+    assert_eq!(&frame[..n], &expected[..]);
+    assert!(host.recv(&mut frame).is_err(), "exactly one frame");
 }
