@@ -1,0 +1,35 @@
+//! The ACPI tables as a guest finds them: from boot_params' acpi_rsdp_addr
+//! through the XSDT to the FADT, DSDT and MADT, every checksum holding.
+
+mod common;
+
+use common::{Capture, build_guest, config, kvm_usable, run_guarded};
+use vessel_x86::{DiskConfig, ExitReason, Microvm};
+
+#[test]
+fn the_guest_walks_the_acpi_tables_and_counts_its_cpus() {
+    if !kvm_usable("the_guest_walks_the_acpi_tables_and_counts_its_cpus") {
+        return;
+    }
+    let Some(guest) = build_guest("acpi") else {
+        return;
+    };
+    // A disk, so that the DSDT describes a virtio-mmio device too.
+    let disk = guest.dir.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let capture = Capture::default();
+    let mut cfg = config(&guest, &capture);
+    cfg.vcpus = 3;
+    cfg.disks.push(DiskConfig {
+        path: disk,
+        read_only: true,
+    });
+    let vm = Microvm::new(cfg).expect("the microvm builds");
+    let reason = run_guarded(vm, &capture);
+    let out = capture.text();
+    assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
+    assert_eq!(
+        out,
+        "rsdp ok\nxsdt 0x2\nFACP ok\nDSDT ok\nAPIC ok\nlapics 0x3\ndone\n"
+    );
+}
