@@ -519,3 +519,152 @@ fn rng_seed() -> Vec<u8> {
         Err(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn temp(name: &str, data: &[u8]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("vessel-boards-machine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// A minimal Linux RISC-V Image header with `size` bytes in memory.
+    fn image(size: u64) -> Vec<u8> {
+        let mut d = vec![0u8; 8192];
+        d[8..16].copy_from_slice(&0x20_0000u64.to_le_bytes());
+        d[16..24].copy_from_slice(&size.to_le_bytes());
+        d[0x38..0x3c].copy_from_slice(b"RSC\x05");
+        d[0x100] = 0xab;
+        d
+    }
+
+    fn config(fw: &Path, kernel: &Path, initrd: &Path, cpus: usize) -> VirtConfig {
+        VirtConfig {
+            cpus,
+            memory: 64 << 20,
+            firmware: fw.to_owned(),
+            kernel: Some(kernel.to_owned()),
+            initrd: Some(initrd.to_owned()),
+            bootargs: "console=ttyS0".into(),
+        }
+    }
+
+    #[test]
+    fn boot_state_follows_fw_dynamic() {
+        let fw = temp("fw.bin", &[0x73, 0x00, 0x50, 0x10]);
+        let kernel = temp("Image", &image(4 << 20));
+        let initrd_data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let initrd = temp("initrd", &initrd_data);
+        let m =
+            VirtMachine::new(&config(&fw, &kernel, &initrd, 3), Box::new(std::io::sink())).unwrap();
+        let mem = m.memory();
+        let read = |addr: u64, len: usize| {
+            let mut buf = vec![0u8; len];
+            mem.read_slice(&mut buf, GuestAddress(addr)).unwrap();
+            buf
+        };
+        assert_eq!(read(DRAM_BASE, 4), [0x73, 0x00, 0x50, 0x10]);
+        assert_eq!(read(0x8020_0100, 1), [0xab], "kernel at RAM + text_offset");
+
+        for (i, h) in m.harts.iter().enumerate() {
+            assert_eq!(h.pc(), DRAM_BASE);
+            assert_eq!(h.reg(10), i as u64, "a0 = hart id");
+            assert_eq!(h.reg(11), m.harts[0].reg(11), "one device tree for all");
+            assert_eq!(h.reg(12), m.harts[0].reg(12));
+        }
+        let info = read(m.harts[0].reg(12), boot::FW_DYNAMIC_INFO_LEN);
+        assert_eq!(info, boot::fw_dynamic_info(0x8020_0000));
+
+        let dtb_addr = m.harts[0].reg(11);
+        let header = read(dtb_addr, 8);
+        let total = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
+        let dtb = read(dtb_addr, total);
+        let dt = ::fdt::Fdt::new(&dtb).unwrap();
+        assert_eq!(dt.cpus().count(), 3);
+        let chosen = dt.find_node("/chosen").unwrap();
+        let start = chosen
+            .property("linux,initrd-start")
+            .unwrap()
+            .as_usize()
+            .unwrap() as u64;
+        let end = chosen
+            .property("linux,initrd-end")
+            .unwrap()
+            .as_usize()
+            .unwrap() as u64;
+        assert_eq!(end - start, initrd_data.len() as u64);
+        assert_eq!(read(start, initrd_data.len()), initrd_data);
+        assert!(
+            start >= 0x8020_0000 + (4 << 20),
+            "initrd above the kernel's bss"
+        );
+        assert!(end <= m.harts[0].reg(12) && dtb_addr + total as u64 <= DRAM_BASE + (64 << 20));
+        let isa = dt
+            .cpus()
+            .next()
+            .unwrap()
+            .property("riscv,isa")
+            .unwrap()
+            .as_str();
+        assert_eq!(isa, Some(m.harts[0].isa_string().as_str()));
+    }
+
+    #[test]
+    fn refuses_bad_machine_sizes() {
+        let fw = temp("fw2.bin", &[0x73, 0x00, 0x50, 0x10]);
+        let kernel = temp("Image2", &image(4 << 20));
+        let initrd = temp("initrd2", b"x");
+        let mut c = config(&fw, &kernel, &initrd, 9);
+        let sink = || Box::new(std::io::sink());
+        assert!(matches!(
+            VirtMachine::new(&c, sink()),
+            Err(VirtError::Cpus(9))
+        ));
+        c.cpus = 0;
+        assert!(matches!(
+            VirtMachine::new(&c, sink()),
+            Err(VirtError::Cpus(0))
+        ));
+        c.cpus = 1;
+        c.memory = 1000;
+        assert!(matches!(
+            VirtMachine::new(&c, sink()),
+            Err(VirtError::Memory(1000))
+        ));
+        c.memory = 4 << 20;
+        let e = VirtMachine::new(&c, sink()).err().unwrap().to_string();
+        assert!(e.contains("memory too small for the images"), "{e}");
+    }
+
+    #[test]
+    fn virtio_slots_fill_in_order_then_run_out() {
+        let fw = temp("fw3.bin", &[0x73, 0x00, 0x50, 0x10]);
+        let mut c = config(&fw, &fw, &fw, 1);
+        c.kernel = None;
+        c.initrd = None;
+        let mut m = VirtMachine::new(&c, Box::new(std::io::sink())).unwrap();
+        for want in 0..VIRTIO_COUNT {
+            let slot = m
+                .add_virtio_mmio(|_, _| Arc::new(Mutex::new(EmptyVirtioSlot)))
+                .unwrap();
+            assert_eq!(slot, want);
+        }
+        assert!(matches!(
+            m.add_virtio_mmio(|_, _| Arc::new(Mutex::new(EmptyVirtioSlot))),
+            Err(VirtError::NoVirtioSlot)
+        ));
+        m.fill_empty_slots().unwrap();
+        assert_eq!(m.mmio.load(virtio_base(7), 4), Ok(0x7472_6976));
+        assert_eq!(
+            m.mmio.load(0x3000_0000, 4),
+            Err(MmioFault),
+            "no device there"
+        );
+    }
+}
