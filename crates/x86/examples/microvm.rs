@@ -1,6 +1,6 @@
 //! A minimal front end for the x86_64 microvm until `vessel run --arch
 //! x86_64` calls the library: boots a kernel with the serial console on
-//! stdout.
+//! stdout and stdin (line-buffered: the terminal is not put in raw mode).
 //!
 //! ```text
 //! microvm --kernel FILE [--initrd FILE] [--append STR] [--memory MIB]
@@ -97,6 +97,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The console's input: stdin goes to the guest's serial port.
+    if let Err(e) = vm.serial_handle().forward_from(std::io::stdin()) {
+        eprintln!("microvm: no console input: {e}");
+    }
     // Keep guest memory mapped after the VM ends, to measure it.
     let memory = vm.memory().clone();
     let starts: Vec<u64> = memory

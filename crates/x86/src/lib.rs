@@ -28,6 +28,6 @@ pub mod vm;
 pub use boot::{BootError, BootInfo, KernelFormat};
 pub use vessel_kvm::{ExitReason, IrqFd, VmControl};
 pub use vm::{
-    DEFAULT_CMDLINE, DiskConfig, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, VmConfig,
-    run_vm,
+    DEFAULT_CMDLINE, DiskConfig, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, SerialInput,
+    VmConfig, run_vm,
 };

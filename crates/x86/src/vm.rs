@@ -75,6 +75,62 @@ pub struct NetConfig {
     pub mac: [u8; 6],
 }
 
+impl NetConfig {
+    /// A card on the tap `spec` names (created if missing), with its MAC or
+    /// a random 52:54:00:xx:xx:xx one.
+    pub fn tap(spec: &vessel_devices::net::NetSpec) -> Result<Self, vessel_devices::net::TapError> {
+        Ok(Self {
+            backend: Box::new(vessel_devices::net::Tap::open(&spec.tap)?),
+            mac: spec
+                .mac
+                .unwrap_or_else(vessel_devices::virtio::net::random_mac),
+        })
+    }
+}
+
+/// Console input for the guest's serial port; usable while the VM runs.
+#[derive(Clone)]
+pub struct SerialInput {
+    serial: Arc<Mutex<SerialDevice>>,
+}
+
+impl SerialInput {
+    /// Queue `bytes` for the guest; returns how many fit in the receive FIFO
+    /// (0 while it is full: try again once the guest has read some).
+    pub fn send(&self, bytes: &[u8]) -> usize {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue_input(bytes)
+    }
+
+    /// Forward everything read from `input` (stdin, usually) on a thread
+    /// named `vessel-serial-in`, waiting while the guest's FIFO is full.
+    pub fn forward_from(
+        self,
+        mut input: impl std::io::Read + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("vessel-serial-in".into())
+            .spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = input.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut rest = &buf[..n];
+                    while !rest.is_empty() {
+                        let sent = self.send(rest);
+                        rest = &rest[sent..];
+                        if sent == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                        }
+                    }
+                }
+            })
+    }
+}
+
 /// A virtio-blk disk for the guest.
 #[derive(Debug, Clone)]
 pub struct DiskConfig {
@@ -310,10 +366,14 @@ impl Microvm {
 
     /// Queue console input for the guest's serial port.
     pub fn serial_input(&self, bytes: &[u8]) -> usize {
-        self.serial
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .enqueue_input(bytes)
+        self.serial_handle().send(bytes)
+    }
+
+    /// A handle for console input that stays usable after [`start`](Self::start).
+    pub fn serial_handle(&self) -> SerialInput {
+        SerialInput {
+            serial: Arc::clone(&self.serial),
+        }
     }
 
     /// Place a device on the MMIO bus.
