@@ -1,0 +1,1 @@
+//! vessel daemon (in progress).
