@@ -286,6 +286,49 @@ fn ctrl_a_x_quits() {
     );
 }
 
+/// On a terminal (a pty from util-linux's `script`) the console is raw: the
+/// guest gets Ctrl-A x at once, without a newline, and the terminal does not
+/// echo it. In cooked mode the input would wait for a newline and the run
+/// would never end (the test's `timeout` then fails it).
+#[test]
+fn terminal_console_is_raw() {
+    use std::io::Read;
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: util-linux `script` (Debian's bsdutils) is missing: no pty to test with");
+        return;
+    }
+    let Some(elf) = assemble("tty", &program("idle\\n", "    j park\n")) else {
+        return;
+    };
+    let cmd = format!("{VESSEL} run --firmware {}", elf.display());
+    let mut child = Command::new("timeout")
+        .args(["300", "script", "-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    // The guest prints only once vessel has set up the terminal.
+    while !String::from_utf8_lossy(&seen).contains("idle") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "vessel ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child.stdin.as_mut().unwrap().write_all(b"\x01x").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    drop(child.stdin.take());
+    assert_eq!(status.code(), Some(0), "{}", String::from_utf8_lossy(&seen));
+    let text = String::from_utf8_lossy(&seen);
+    assert!(!text.contains("^A"), "the terminal echoed input: {text:?}");
+}
+
 #[test]
 fn emulator_fault_names_the_pc() {
     // A trap vector that itself faults: the CPU gives up.
@@ -393,6 +436,18 @@ fn memory_too_small_for_the_images() {
         b"",
     );
     assert_clear_error(&out, "memory too small for the images");
+}
+
+#[test]
+fn unknown_image_name() {
+    let cache = scratch("empty-cache");
+    let out = Command::new(VESSEL)
+        .args(["run", "no-such-image"])
+        .env("XDG_CACHE_HOME", &cache)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_clear_error(&out, "vessel image fetch no-such-image");
 }
 
 #[test]
