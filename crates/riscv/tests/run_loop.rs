@@ -68,3 +68,13 @@ fn isa_description() {
     assert_eq!(h.mmu_type(), "riscv,sv48");
     assert!(h.isa_extensions().contains(&"sstc"));
 }
+
+#[test]
+fn harts_can_move_to_other_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<Hart>();
+    assert_send_sync::<Ram>();
+    assert_send_sync::<HartIrq>();
+    assert_send_sync::<Clock>();
+}
