@@ -307,7 +307,7 @@ mod tests {
         }
 
         let plic = dt.find_node("/soc/plic@c000000").unwrap();
-        assert_eq!(plic.property("riscv,ndev").unwrap().as_usize(), Some(95));
+        assert_eq!(plic.property("riscv,ndev").unwrap().as_usize(), Some(96));
         let ext = u32s(plic.property("interrupts-extended").unwrap().value);
         assert_eq!(ext, [0x20, 11, 0x20, 9, 0x21, 11, 0x21, 9]);
         let clint = dt.find_node("/soc/clint@2000000").unwrap();

@@ -28,8 +28,9 @@ pub const DRAM_BASE: u64 = 0x8000_0000;
 pub const VIRTIO_IRQ: u32 = 1;
 pub const UART_IRQ: u32 = 10;
 pub const RTC_IRQ: u32 = 11;
-/// Interrupt sources of the PLIC, as QEMU's virt (source 0 is reserved).
-pub const PLIC_NUM_SOURCES: u32 = 96;
+/// Interrupt sources of the PLIC including the reserved source 0: QEMU 7.2's
+/// virt has sources 1..=96 (`riscv,ndev` = 96).
+pub const PLIC_NUM_SOURCES: u32 = 97;
 /// Priority levels 0..=7, as QEMU's virt.
 pub const PLIC_NUM_PRIORITIES: u32 = 7;
 

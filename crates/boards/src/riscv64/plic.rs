@@ -1,4 +1,4 @@
-//! The SiFive PLIC as QEMU's virt board has it: 96 sources (0 reserved),
+//! The SiFive PLIC as QEMU's virt board has it: sources 1 to 96,
 //! priorities 0..=7, two contexts per hart (M-mode then S-mode), level-
 //! triggered sources with claim/complete gateways.
 //!
@@ -67,7 +67,7 @@ impl Plic {
         }
     }
 
-    /// A device drives `source` to `high` (sources 1..96; others ignored).
+    /// A device drives `source` to `high` (sources 1..=96; others ignored).
     pub fn set_level(&mut self, source: u32, high: bool) {
         if source == 0 || source >= PLIC_NUM_SOURCES {
             return;
@@ -382,6 +382,17 @@ mod tests {
         assert!(!lines[1].seip(), "source still claimed");
         w(&mut m, claim(3), 7);
         assert!(lines[1].seip());
+    }
+
+    #[test]
+    fn the_last_source_is_96() {
+        let (lines, mut m, shared) = plic(1);
+        w(&mut m, 4 * 96, 1);
+        w(&mut m, enable(0) + 12, 1);
+        PlicSource::new(shared.clone(), 97).set_level(true);
+        assert!(!lines[0].meip());
+        PlicSource::new(shared, 96).set_level(true);
+        assert_eq!(r(&mut m, claim(0)), 96);
     }
 
     #[test]
