@@ -15,4 +15,4 @@ pub use kvm_bindings;
 pub use kvm_ioctls;
 pub use runner::{ExitReason, IoBuses, RunError, RunningVcpus, VmControl};
 pub use vm::{DEFAULT_KVM_PATH, IoEventSpace, KvmVm, VmError};
-pub use vmm_sys_util::eventfd::EventFd;
+pub use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};

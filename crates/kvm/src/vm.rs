@@ -230,8 +230,13 @@ impl KvmVm {
     }
 
     /// An eventfd KVM signals, without leaving the guest, whenever the guest
-    /// writes to `addr` (a virtio queue notify register, for instance).
-    pub fn ioeventfd(&self, addr: IoEventSpace) -> Result<EventFd, VmError> {
+    /// writes to `addr` (a virtio queue notify register, for instance):
+    /// any write, or with `datamatch` only a 4-byte write of that value.
+    pub fn ioeventfd(
+        &self,
+        addr: IoEventSpace,
+        datamatch: Option<u32>,
+    ) -> Result<EventFd, VmError> {
         let event = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd {
             what: "an ioeventfd",
             source,
@@ -243,9 +248,13 @@ impl KvmVm {
             ),
             IoEventSpace::Mmio(a) => (kvm_ioctls::IoEventAddress::Mmio(a), a),
         };
-        self.fd
-            .register_ioevent(&event, &kaddr, kvm_ioctls::NoDatamatch)
-            .map_err(|source| VmError::Ioeventfd { addr: raw, source })?;
+        match datamatch {
+            Some(value) => self.fd.register_ioevent(&event, &kaddr, value),
+            None => self
+                .fd
+                .register_ioevent(&event, &kaddr, kvm_ioctls::NoDatamatch),
+        }
+        .map_err(|source| VmError::Ioeventfd { addr: raw, source })?;
         Ok(event)
     }
 
@@ -321,7 +330,9 @@ mod tests {
         vm.create_irqchip_and_pit(0xfffb_d000).unwrap();
         let line = vm.irqfd(4).unwrap();
         assert_eq!(line.gsi(), 4);
-        vm.ioeventfd(IoEventSpace::Mmio(0xd000_0050)).unwrap();
+        vm.ioeventfd(IoEventSpace::Mmio(0xd000_0050), None).unwrap();
+        vm.ioeventfd(IoEventSpace::Mmio(0xd000_1050), Some(1))
+            .unwrap();
         vm.create_vcpu(0).unwrap();
     }
 }

@@ -23,6 +23,7 @@ pub mod cpu;
 pub mod layout;
 pub mod legacy;
 pub mod mptable;
+pub mod notify;
 pub mod vm;
 
 pub use boot::{BootError, BootInfo, KernelFormat};

@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use vessel_kvm::kvm_ioctls::VcpuFd;
 use vessel_kvm::{
-    DEFAULT_KVM_PATH, ExitReason, IoBuses, IrqFd, KvmVm, RunError, RunningVcpus, VmControl, VmError,
+    DEFAULT_KVM_PATH, ExitReason, IoBuses, IoEventSpace, IrqFd, KvmVm, RunError, RunningVcpus,
+    VmControl, VmError,
 };
 use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory};
 
-use vessel_devices::VirtioMmio;
 use vessel_devices::block::{BlockError, DiskOptions, open_disk};
 use vessel_devices::net::FrameBackend;
 use vessel_devices::virtio::block::{Block, BlockOptions};
 use vessel_devices::virtio::net::{Net, NetError};
+use vessel_devices::{VirtioDevice, VirtioMmio};
 
 use crate::acpi::{self, AcpiError};
 use crate::boot::{BootError, BootInfo, load_linux};
@@ -27,6 +28,7 @@ use crate::legacy::{
     SerialOut,
 };
 use crate::mptable::{self, MpTableError};
+use crate::notify::{self, NotifyWorker};
 
 /// Errors of building and running a microvm.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,34 @@ fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
     })
 }
 
+/// Put a virtio device behind a virtio-mmio transport in `slot`: its
+/// interrupt on an irqfd, its queue notifications on ioeventfds served by a
+/// worker thread.
+fn attach_virtio(
+    vm: &KvmVm,
+    buses: &mut IoBuses,
+    memory: &GuestMemoryMmap,
+    slot: MmioSlot,
+    device: Box<dyn VirtioDevice>,
+) -> Result<NotifyWorker, Error> {
+    let queues = device.queue_max_sizes().len() as u32;
+    let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
+    let dev = Arc::new(Mutex::new(VirtioMmio::new(memory.clone(), device, irq)));
+    buses.mmio.insert(slot.base, slot.len, dev.clone())?;
+    let mut events = Vec::new();
+    for q in 0..queues {
+        let addr = IoEventSpace::Mmio(slot.base + notify::QUEUE_NOTIFY);
+        events.push((q, vm.ioeventfd(addr, Some(q))?));
+    }
+    let n = (slot.base - VIRTIO_MMIO_START) / VIRTIO_MMIO_SLOT;
+    NotifyWorker::spawn(format!("vessel-virtio{n}"), dev, events).map_err(|e| {
+        Error::Run(RunError::Spawn {
+            id: n,
+            reason: format!("virtio notification worker: {e}"),
+        })
+    })
+}
+
 /// A microvm, built and ready to start.
 pub struct Microvm {
     vcpus: Vec<(u64, VcpuFd)>,
@@ -217,6 +247,7 @@ pub struct Microvm {
     serial: Arc<Mutex<SerialDevice>>,
     boot: BootInfo,
     virtio_slots: u32,
+    workers: Vec<NotifyWorker>,
     vm: KvmVm,
     memory: GuestMemoryMmap,
 }
@@ -258,6 +289,7 @@ impl Microvm {
         let mut cmdline = config.cmdline.clone();
         let mut virtio_slots = 0;
         let mut slots = Vec::new();
+        let mut workers = Vec::new();
         for disk in &config.disks {
             let slot = virtio_slot(virtio_slots)?;
             virtio_slots += 1;
@@ -282,11 +314,13 @@ impl Microvm {
                 },
             )
             .map_err(disk_err)?;
-            let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
-            let dev = VirtioMmio::new(memory.clone(), Box::new(block), irq);
-            buses
-                .mmio
-                .insert(slot.base, slot.len, Arc::new(Mutex::new(dev)))?;
+            workers.push(attach_virtio(
+                &vm,
+                &mut buses,
+                &memory,
+                slot,
+                Box::new(block),
+            )?);
             cmdline.push_str(&format!(
                 " virtio_mmio.device=4K@{:#x}:{}",
                 slot.base, slot.gsi
@@ -298,11 +332,13 @@ impl Microvm {
             slots.push(slot);
             let dev =
                 Net::new(net.backend, net.mac).map_err(|source| Error::Net { index, source })?;
-            let irq: Arc<dyn vessel_machine::IrqLine> = vm.irqfd(slot.gsi)?;
-            let dev = VirtioMmio::new(memory.clone(), Box::new(dev), irq);
-            buses
-                .mmio
-                .insert(slot.base, slot.len, Arc::new(Mutex::new(dev)))?;
+            workers.push(attach_virtio(
+                &vm,
+                &mut buses,
+                &memory,
+                slot,
+                Box::new(dev),
+            )?);
             cmdline.push_str(&format!(
                 " virtio_mmio.device=4K@{:#x}:{}",
                 slot.base, slot.gsi
@@ -339,6 +375,7 @@ impl Microvm {
             serial,
             boot,
             virtio_slots,
+            workers,
             vm,
             memory,
         })
@@ -417,6 +454,7 @@ impl Microvm {
         let vcpus = RunningVcpus::spawn(self.vcpus, Arc::new(self.buses), self.control)?;
         Ok(RunningMicrovm {
             vcpus: Some(vcpus),
+            _workers: self.workers,
             boot: self.boot,
             _vm: self.vm,
             _memory: self.memory,
@@ -426,8 +464,10 @@ impl Microvm {
 
 /// A microvm whose vCPUs are running.
 pub struct RunningMicrovm {
-    // Dropped in this order: vCPU threads, then the VM, then its memory.
+    // Dropped in this order: vCPU threads, notification workers, the VM,
+    // then its memory.
     vcpus: Option<RunningVcpus>,
+    _workers: Vec<NotifyWorker>,
     boot: BootInfo,
     _vm: KvmVm,
     _memory: GuestMemoryMmap,
