@@ -1639,6 +1639,22 @@ mod tests {
     }
 
     #[test]
+    fn any_bits_decode_and_print_without_panicking() {
+        for raw in 0..=u16::MAX {
+            let _ = decode_compressed(raw).to_string();
+        }
+        // A cheap deterministic generator (xorshift) over 32-bit words.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let raw = (x as u32) | 3;
+            let _ = decode(raw).to_string();
+        }
+    }
+
+    #[test]
     fn disassembly() {
         assert_eq!(decode(0xfff5_0513).to_string(), "addi a0, a0, -1");
         assert_eq!(decode(0x3052_9073).to_string(), "csrrw zero, 0x305, t0");

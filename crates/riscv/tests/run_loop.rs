@@ -78,3 +78,44 @@ fn harts_can_move_to_other_threads() {
     assert_send_sync::<HartIrq>();
     assert_send_sync::<Clock>();
 }
+
+#[test]
+fn random_code_never_panics_the_emulator() {
+    // csrw mtvec, t0 (t0 = BASE), then 64 KiB of pseudo-random words: every
+    // trap lands back at BASE, so the hart keeps running random code in
+    // whatever privilege and paging state that code reaches.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut total = 0;
+    for seed in 0..8u64 {
+        let mut words = vec![0x3052_9073u32];
+        words.extend((0..16384).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u32
+        }));
+        let mut h = hart_with(&words);
+        // Registers point into RAM so loads and stores sometimes hit it.
+        for r in 1..32 {
+            h.set_reg(r, BASE + (r as u64) * 2048 + seed);
+        }
+        h.set_reg(5, BASE);
+        let mut left = 100_000u64;
+        while left > 0 {
+            match h.run(&mut NoMmio, 10_000) {
+                Exit::Budget => left -= 10_000,
+                Exit::Wfi => left = left.saturating_sub(1),
+                Exit::Fault(f) => {
+                    // A fault is a clean stop; it must describe itself.
+                    assert!(!f.to_string().is_empty());
+                    break;
+                }
+            }
+        }
+        total += h.instret();
+    }
+    assert!(
+        total > 100_000,
+        "random code retired only {total} instructions"
+    );
+}
