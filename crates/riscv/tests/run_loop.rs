@@ -119,3 +119,19 @@ fn random_code_never_panics_the_emulator() {
         "random code retired only {total} instructions"
     );
 }
+
+#[test]
+fn handler_that_is_itself_illegal_is_a_fault() {
+    // csrw mtvec, t0 (t0 = BASE + 8); an illegal word; the handler at BASE + 8
+    // is illegal too: every trap re-enters it without retiring anything.
+    let mut h = hart_with(&[0x3052_9073, 0, 0xffff_ffff]);
+    h.set_reg(5, BASE + 8);
+    match h.run(&mut NoMmio, 1_000_000) {
+        Exit::Fault(f) => {
+            assert_eq!(f.cause, 2, "illegal instruction");
+            assert_eq!(f.pc, BASE + 8);
+            assert_eq!(f.tval, 0xffff_ffff);
+        }
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
