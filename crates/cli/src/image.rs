@@ -59,10 +59,48 @@ boot."
         /// Add a host file at a guest path (executable on the host → mode 755, else 644).
         #[arg(long = "add", value_name = "HOST:GUEST")]
         add: Vec<String>,
+        /// Also carry the ext4 modules, so `vessel.root=/dev/vda` on the kernel
+        /// command line boots from a disk made by `vessel image disk`.
+        #[arg(long)]
+        disk: bool,
         /// Where to write the initramfs (gzip-compressed newc cpio).
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Build an ext4 root disk: the image's busybox userland plus your own files.
+    #[command(
+        long_about = "Build an ext4 root disk image (raw) with the image's busybox userland and /sbin/init (the same init as the initramfs: it runs /etc/vessel/init.d/* or a shell, then powers off), plus files you add. Boot it as a virtio-blk disk with an initramfs from `vessel image initramfs --disk` and `vessel.root=/dev/vda` on the kernel command line. Needs Debian's e2fsprogs (mke2fs -d)."
+    )]
+    Disk {
+        /// Image whose busybox to use.
+        #[arg(long, default_value = DEBIAN_RISCV64)]
+        image: String,
+        /// Add a host file at a guest path (executable on the host → mode 755, else 644).
+        #[arg(long = "add", value_name = "HOST:GUEST")]
+        add: Vec<String>,
+        /// Disk size in MiB.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1048576))]
+        size_mib: u64,
+        /// Where to write the disk image.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Add `--add HOST:GUEST` files to a tree.
+fn add_files(b: &mut vessel_images::InitramfsBuilder, add: &[String]) -> anyhow::Result<()> {
+    for spec in add {
+        let Some((host, guest)) = spec.rsplit_once(':') else {
+            bail!("--add {spec}: expected HOST:GUEST, e.g. ./test.sh:/etc/vessel/init.d/10-test");
+        };
+        let data =
+            std::fs::read(host).with_context(|| format!("--add {spec}: cannot read {host}"))?;
+        let meta = std::fs::metadata(host)?;
+        let exec = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+        b.add_file(guest, data, if exec { 0o755 } else { 0o644 })
+            .with_context(|| format!("--add {spec}"))?;
+    }
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -113,24 +151,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             vessel_images::remove(&name)?;
             println!("removed {name}");
         }
-        Sub::Initramfs { image, add, output } => {
+        Sub::Initramfs {
+            image,
+            add,
+            disk,
+            output,
+        } => {
             let m = vessel_images::load(&image)?;
-            let mut b = vessel_images::initramfs_for(&m)?;
-            for spec in &add {
-                let Some((host, guest)) = spec.rsplit_once(':') else {
-                    bail!(
-                        "--add {spec}: expected HOST:GUEST, e.g. ./test.sh:/etc/vessel/init.d/10-test"
-                    );
-                };
-                let data = std::fs::read(host)
-                    .with_context(|| format!("--add {spec}: cannot read {host}"))?;
-                let meta = std::fs::metadata(host)?;
-                let exec =
-                    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
-                b.add_file(guest, data, if exec { 0o755 } else { 0o644 })
-                    .with_context(|| format!("--add {spec}"))?;
-            }
+            let mut b = if disk {
+                vessel_images::initramfs_for_disk(&m)?
+            } else {
+                vessel_images::initramfs_for(&m)?
+            };
+            add_files(&mut b, &add)?;
             b.write_gz(&output)?;
+            println!("wrote {}", output.display());
+        }
+        Sub::Disk {
+            image,
+            add,
+            size_mib,
+            output,
+        } => {
+            let m = vessel_images::load(&image)?;
+            let mut b = vessel_images::rootfs_for(&m)?;
+            add_files(&mut b, &add)?;
+            vessel_images::disk::make_ext4(&b, &output, size_mib)?;
             println!("wrote {}", output.display());
         }
     }

@@ -30,7 +30,9 @@ pub const MODULES: &[&str] = &[
 ];
 /// Modules a root disk needs, kept in `parts/modules` but not in the
 /// initramfs (`ext4` alone is 7 MB): see [`Manifest::disk_modules`].
-pub const DISK_MODULES: &[&str] = &["ext4"];
+/// `crc32c_generic` is ext4's soft dependency (it asks the crypto API for
+/// "crc32c" at mount time; busybox `insmod` cannot resolve that alias).
+pub const DISK_MODULES: &[&str] = &["crc32c_generic", "ext4"];
 
 /// How to fetch.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +87,13 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     let dir = root.join(name);
     let debs_dir = dir.join("debs");
     std::fs::create_dir_all(&debs_dir).map_err(io_err(&debs_dir))?;
+    // One fetch per image at a time: a second waits for the first.
+    let lock_path = dir.join(".lock");
+    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+    if lock.try_lock().is_err() {
+        say(&format!("waiting for another fetch of {name} to finish"));
+        lock.lock().map_err(io_err(&lock_path))?;
+    }
     sweep_partials(&dir);
     let dl = Downloader::new(opts.progress);
 
@@ -225,20 +234,43 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     // 5. Build and write: the manifest goes last, so a half-built image is never "fetched".
     say("building the initramfs");
     let initrd = InitramfsBuilder::busybox_base(bb.clone(), &modules)?;
+    let records: Vec<PackageRecord> = wanted
+        .iter()
+        .map(|p| PackageRecord {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            filename: p.filename.clone(),
+            size: p.size,
+            sha256: p.sha256.clone(),
+        })
+        .collect();
+    // Same packages as the image in place: every file is rewritten with the
+    // same bytes (atomically), so readers of the old manifest stay right.
+    // New packages: withdraw the manifest until the new files are all there.
     let manifest_path = dir.join("manifest.json");
-    match std::fs::remove_file(&manifest_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&manifest_path)(e)),
+    let same = cache::load_from(&root, name).is_ok_and(|old| old.packages == records);
+    if !same {
+        match std::fs::remove_file(&manifest_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&manifest_path)(e)),
+        }
     }
-    let parts = dir.join("parts");
-    let mods_dir = parts.join("modules");
-    if mods_dir.exists() {
-        std::fs::remove_dir_all(&mods_dir).map_err(io_err(&mods_dir))?;
-    }
+    let mods_dir = dir.join("parts/modules");
+    let mut module_files = HashSet::new();
     for m in modules.iter().chain(&disk_modules) {
-        let p = mods_dir.join(format!("{}.ko", m.name));
+        let file = format!("{}.ko", m.name);
+        let p = mods_dir.join(&file);
         write_atomic(&p, &m.data).map_err(io_err(&p))?;
+        module_files.insert(file);
+    }
+    for e in std::fs::read_dir(&mods_dir)
+        .map_err(io_err(&mods_dir))?
+        .flatten()
+    {
+        if !module_files.contains(&*e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
     let writes: [(&str, &[u8]); 3] = [
         ("parts/busybox", &bb),
@@ -265,16 +297,7 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
         modules: modules.iter().map(|m| m.name.clone()).collect(),
         disk_modules: disk_modules.iter().map(|m| m.name.clone()).collect(),
         cmdline: "console=ttyS0".into(),
-        packages: wanted
-            .iter()
-            .map(|p| PackageRecord {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                filename: p.filename.clone(),
-                size: p.size,
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
+        packages: records,
         created,
     };
     cache::save(&dir, &manifest)?;

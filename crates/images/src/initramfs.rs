@@ -134,6 +134,26 @@ if [ -f /etc/vessel/modules ]; then
         insmod "/lib/modules/$m.ko" || echo "vessel-init: insmod $m failed"
     done
 fi
+# vessel.root=DEV on the kernel command line: mount that ext4 disk and make
+# it the root (only from the initramfs, which carries this marker file).
+root=""
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in vessel.root=*) root="${arg#vessel.root=}" ;; esac
+done
+if [ -n "$root" ] && [ -f /etc/vessel/in-initramfs ]; then
+    if [ -f /etc/vessel/modules.disk ]; then
+        for m in $(cat /etc/vessel/modules.disk); do
+            insmod "/lib/modules/$m.ko" || echo "vessel-init: insmod $m failed"
+        done
+    fi
+    mkdir -p /newroot
+    if mount -t ext4 "$root" /newroot && [ -x /newroot/sbin/init ]; then
+        umount /dev/pts /tmp /proc /sys 2>/dev/null
+        umount /dev 2>/dev/null
+        exec switch_root /newroot /sbin/init
+    fi
+    echo "vessel-init: cannot mount $root as the root disk; staying in the initramfs"
+fi
 hostname vessel 2>/dev/null
 echo "vessel-init: ready"
 ran=0
@@ -196,9 +216,23 @@ impl InitramfsBuilder {
             list.push('\n');
         }
         b.add_file("/etc/vessel/modules", list.into_bytes(), 0o644)?;
+        b.add_file("/etc/vessel/in-initramfs", Vec::new(), 0o644)?;
         b.add_file("/init", INIT_SCRIPT.as_bytes().to_vec(), 0o755)?;
         b.add_file("/etc/hostname", b"vessel\n".to_vec(), 0o644)?;
         Ok(b)
+    }
+
+    /// Remove a node (and, for a directory, everything under it).
+    pub fn remove(&mut self, guest_path: &str) -> Result<&mut Self, InitramfsError> {
+        let p = clean(guest_path)?;
+        let prefix = format!("{p}/");
+        self.nodes.retain(|k, _| *k != p && !k.starts_with(&prefix));
+        Ok(self)
+    }
+
+    /// The nodes, keyed by path without leading slash, parents first.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     fn add_parents(&mut self, path: &str) {

@@ -16,6 +16,7 @@
 
 pub mod cache;
 pub mod deb;
+pub mod disk;
 pub mod download;
 pub mod fetch;
 pub mod index;
@@ -52,6 +53,8 @@ pub enum ImageError {
     Initramfs(#[from] initramfs::InitramfsError),
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
     #[error("unknown image {name:?}; the images vessel can fetch: {DEBIAN_RISCV64}")]
     Unknown { name: String },
     #[error("{url} describes suite {got}, expected {want}; the mirror is misconfigured")]
@@ -105,4 +108,31 @@ pub fn initramfs_for(manifest: &Manifest) -> Result<InitramfsBuilder, ImageError
         });
     }
     Ok(InitramfsBuilder::busybox_base(busybox, &modules)?)
+}
+
+/// Like [`initramfs_for`], plus the modules an ext4 root disk needs
+/// (`disk_modules`): with `vessel.root=/dev/vda` on the kernel command line,
+/// `/init` loads them, mounts that disk and switches to it.
+pub fn initramfs_for_disk(manifest: &Manifest) -> Result<InitramfsBuilder, ImageError> {
+    let mut b = initramfs_for(manifest)?;
+    let mut list = String::new();
+    for name in &manifest.disk_modules {
+        let path = manifest.modules_dir.join(format!("{name}.ko"));
+        let data = std::fs::read(&path).map_err(|source| ImageError::Io { path, source })?;
+        b.add_file(&format!("/lib/modules/{name}.ko"), data, 0o644)?;
+        list.push_str(name);
+        list.push('\n');
+    }
+    b.add_file("/etc/vessel/modules.disk", list.into_bytes(), 0o644)?;
+    Ok(b)
+}
+
+/// The file tree of an ext4 root disk for the image (busybox userland,
+/// `/sbin/init`); add files, then write it with [`disk::make_ext4`].
+pub fn rootfs_for(manifest: &Manifest) -> Result<InitramfsBuilder, ImageError> {
+    let busybox = std::fs::read(&manifest.busybox).map_err(|source| ImageError::Io {
+        path: manifest.busybox.clone(),
+        source,
+    })?;
+    Ok(disk::rootfs_tree(busybox)?)
 }

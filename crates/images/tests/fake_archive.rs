@@ -227,6 +227,10 @@ fn make_archive(dir: &Path) -> Archive {
                 &format!("{m}/fs/ext4/ext4.ko.xz"),
                 module(dir, "ext4", "jbd2,mbcache,virtio_blk"),
             ),
+            (
+                &format!("{m}/crypto/crc32c_generic.ko.xz"),
+                module(dir, "crc32c_generic", ""),
+            ),
             (&format!("{m}/fs/jbd2/jbd2.ko.xz"), module(dir, "jbd2", "")),
             (&format!("{m}/fs/mbcache.ko.xz"), module(dir, "mbcache", "")),
             (
@@ -350,7 +354,10 @@ fn fetch_from_a_fake_signed_archive() {
     );
     // Disk modules are kept beside the others but not loaded at boot; ones
     // already loaded (virtio_blk) are not repeated.
-    assert_eq!(m.disk_modules, vec!["jbd2", "mbcache", "ext4"]);
+    assert_eq!(
+        m.disk_modules,
+        vec!["crc32c_generic", "jbd2", "mbcache", "ext4"]
+    );
     assert!(m.modules_dir.join("ext4.ko").is_file());
     assert_eq!(std::fs::read(&m.kernel).unwrap(), fake_image());
     assert_eq!(std::fs::read(&m.firmware).unwrap(), b"fake opensbi");

@@ -6,6 +6,7 @@
 //! second run reuses the verified packages instead of downloading again.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,13 @@ use vessel_images::{FetchOptions, ImageError, Manifest, READY_MARKER};
 /// Only stops a hung QEMU; a run that needs it fails.
 const QEMU_KILL_AFTER: Duration = Duration::from_secs(600);
 
+/// Fetch once per test binary (the tests run in parallel threads).
 fn fetch_or_skip() -> Option<Manifest> {
+    static ONCE: std::sync::OnceLock<Option<Manifest>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(fetch_once).clone()
+}
+
+fn fetch_once() -> Option<Manifest> {
     let opts = FetchOptions {
         verbose: true,
         ..Default::default()
@@ -101,54 +108,37 @@ fn fetch_check_and_boot_under_qemu() {
     boot_under_qemu(&m);
 }
 
-fn boot_under_qemu(m: &Manifest) {
+fn have_qemu() -> bool {
     if Command::new("qemu-system-riscv64")
         .arg("--version")
         .output()
         .is_err()
     {
         eprintln!("SKIP: qemu-system-riscv64 not installed (Debian's qemu-system-misc)");
-        return;
+        return false;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut initrd = vessel_images::initramfs_for(m).unwrap();
-    initrd
-        .add_file(
-            "/etc/vessel/init.d/10-report",
-            b"#!/bin/sh\necho \"report-kernel=$(uname -r)\"\necho \"report-cpus=$(nproc)\"\n\
-              echo \"report-modules=$(cut -d' ' -f1 /proc/modules | sort | tr '\\n' ,)\"\n\
-              echo \"report-sum=$(sha256sum /etc/vessel/known | cut -d' ' -f1)\"\n\
-              echo report-done\n"
-                .to_vec(),
-            0o755,
-        )
-        .unwrap();
-    let known = b"vessel known file\n".repeat(100);
-    initrd
-        .add_file("/etc/vessel/known", known.clone(), 0o644)
-        .unwrap();
-    let initrd_path = dir.path().join("initrd.gz");
-    initrd.write_gz(&initrd_path).unwrap();
+    true
+}
 
+/// Boot under `qemu-system-riscv64 -M virt` until the guest powers off;
+/// returns the console output. Fails the test when QEMU exits non-zero or has
+/// to be killed.
+fn run_qemu(m: &Manifest, initrd: &Path, append: &str, extra: &[&str]) -> String {
+    // One guest at a time: two would share 2 host cores and blur the timings.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let mut child = Command::new("qemu-system-riscv64")
-        .args([
-            "-M",
-            "virt",
-            "-m",
-            "512M",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .args(["-M", "virt", "-m", "512M", "-smp", "2"])
+        .args(["-nographic", "-no-reboot"])
         .arg("-bios")
         .arg(&m.firmware)
         .arg("-kernel")
         .arg(&m.kernel)
         .arg("-initrd")
-        .arg(&initrd_path)
-        .args(["-append", "console=ttyS0 panic=-1"])
+        .arg(initrd)
+        .args(["-append", append])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,6 +173,34 @@ fn boot_under_qemu(m: &Manifest) {
     assert!(status.success(), "qemu exited with {status}; stderr: {err}");
     assert!(out.contains(READY_MARKER), "no {READY_MARKER:?} line");
     assert!(!out.contains("insmod"), "a module failed to load");
+    out
+}
+
+fn boot_under_qemu(m: &Manifest) {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut initrd = vessel_images::initramfs_for(m).unwrap();
+    initrd
+        .add_file(
+            "/etc/vessel/init.d/10-report",
+            b"#!/bin/sh\necho \"report-kernel=$(uname -r)\"\necho \"report-cpus=$(nproc)\"\n\
+              echo \"report-modules=$(cut -d' ' -f1 /proc/modules | sort | tr '\\n' ,)\"\n\
+              echo \"report-sum=$(sha256sum /etc/vessel/known | cut -d' ' -f1)\"\n\
+              echo report-done\n"
+                .to_vec(),
+            0o755,
+        )
+        .unwrap();
+    let known = b"vessel known file\n".repeat(100);
+    initrd
+        .add_file("/etc/vessel/known", known.clone(), 0o644)
+        .unwrap();
+    let initrd_path = dir.path().join("initrd.gz");
+    initrd.write_gz(&initrd_path).unwrap();
+
+    let out = run_qemu(m, &initrd_path, "console=ttyS0 panic=-1", &[]);
     assert!(
         out.contains(&format!("report-kernel={}", m.kernel_version)),
         "kernel version line missing"
@@ -204,4 +222,45 @@ fn boot_under_qemu(m: &Manifest) {
         );
     }
     assert!(out.contains("report-done"));
+}
+
+#[test]
+fn boot_from_an_ext4_root_disk_under_qemu() {
+    let Some(m) = fetch_or_skip() else { return };
+    if !have_qemu() {
+        return;
+    }
+    if Command::new("mke2fs").arg("-V").output().is_err() {
+        eprintln!("SKIP: mke2fs not installed (Debian's e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut root = vessel_images::rootfs_for(&m).unwrap();
+    root.add_file(
+        "/etc/vessel/init.d/10-disk",
+        b"#!/bin/sh\necho \"disk-root=$(grep ' / ' /proc/mounts | cut -d' ' -f1,3)\"\n\
+          echo disk-hello > /root/written && sync && echo \"disk-write=$(cat /root/written)\"\n"
+            .to_vec(),
+        0o755,
+    )
+    .unwrap();
+    let disk = dir.path().join("root.ext4");
+    vessel_images::disk::make_ext4(&root, &disk, 64).unwrap();
+    let initrd_path = dir.path().join("initrd-disk.gz");
+    vessel_images::initramfs_for_disk(&m)
+        .unwrap()
+        .write_gz(&initrd_path)
+        .unwrap();
+    let drive = format!("file={},if=none,format=raw,id=root", disk.display());
+    let out = run_qemu(
+        &m,
+        &initrd_path,
+        "console=ttyS0 panic=-1 vessel.root=/dev/vda",
+        &["-drive", &drive, "-device", "virtio-blk-device,drive=root"],
+    );
+    assert!(
+        out.contains("disk-root=/dev/vda ext4"),
+        "root is not the disk"
+    );
+    assert!(out.contains("disk-write=disk-hello"), "disk not writable");
 }
