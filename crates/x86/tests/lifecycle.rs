@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Capture, WATCHDOG, build_guest, config, kvm_usable};
+use common::{Capture, WATCHDOG, build_guest, config, kvm_usable, run_guarded};
 use vessel_x86::{ExitReason, Microvm};
 
 /// The tests here look at the process's threads: run them one at a time.
@@ -114,4 +114,19 @@ fn pause_stops_the_guest_and_resume_lets_it_go_on() {
         );
     }
     assert_eq!(running.shutdown(), ExitReason::Stopped);
+}
+
+#[test]
+fn a_triple_fault_ends_the_vm_with_its_own_reason() {
+    if !kvm_usable("a_triple_fault_ends_the_vm_with_its_own_reason") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(guest) = build_guest("triplefault") else {
+        return;
+    };
+    let capture = Capture::default();
+    let vm = Microvm::new(config(&guest, &capture)).unwrap();
+    assert_eq!(run_guarded(vm, &capture), ExitReason::TripleFault);
+    assert_eq!(capture.text(), "ready\n");
 }
