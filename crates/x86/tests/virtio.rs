@@ -108,3 +108,39 @@ fn the_guest_sends_a_frame_over_virtio_net() {
     assert_eq!(&frame[..n], &expected[..]);
     assert!(host.recv(&mut frame).is_err(), "exactly one frame");
 }
+
+#[test]
+fn a_read_only_disk_refuses_the_guests_write() {
+    if !kvm_usable("a_read_only_disk_refuses_the_guests_write") {
+        return;
+    }
+    let Some(guest) = build_guest("virtio_blk") else {
+        return;
+    };
+    let mut disk = vec![0u8; 8 * 512];
+    disk[..4].copy_from_slice(b"ro!\0");
+    let path = guest.dir.path().join("ro.img");
+    std::fs::write(&path, &disk).unwrap();
+    let capture = Capture::default();
+    let mut cfg = config(&guest, &capture);
+    cfg.disks.push(DiskConfig {
+        path: path.clone(),
+        read_only: true,
+    });
+    let reason = run_guarded(Microvm::new(cfg).unwrap(), &capture);
+    let out = capture.text();
+    assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
+    let sum: u32 = b"ro!".iter().map(|&b| u32::from(b)).sum();
+    // VIRTIO_BLK_S_IOERR (1) for the write; the read works.
+    assert_eq!(
+        out,
+        format!(
+            "virtio device 0x2\nread status 0x0\nsector0 ro! {sum:#x}\nwrite status 0x1\ndone\n"
+        )
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        disk,
+        "the image is unchanged"
+    );
+}
