@@ -148,6 +148,25 @@ where
     Ok(())
 }
 
+/// Call `stop` (on a thread of its own) when SIGTERM or SIGHUP arrives, so
+/// the machine stops through its normal exit path and the terminal is
+/// restored, as QEMU does ("terminating on signal").
+pub fn on_termination<F>(stop: F) -> std::io::Result<()>
+where
+    F: Fn(i32) + Send + 'static,
+{
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                stop(signal);
+            }
+        })?;
+    Ok(())
+}
+
 /// The line Linux prints when it panics.
 pub const PANIC_MARK: &str = "Kernel panic - not syncing";
 /// The line that ends Linux's panic report.

@@ -1,8 +1,8 @@
 //! `vessel run`: boot a guest on an emulated machine.
 //!
 //! Thin: flags become a board configuration; `vessel-boards` does the work.
-//! Exit status: 0 when the guest powers off or resets (QEMU's `-no-reboot`)
-//! or the user quits with Ctrl-A x; the guest's code when it writes a fail
+//! Exit status: 0 when the guest powers off or resets (QEMU's `-no-reboot`),
+//! the user quits with Ctrl-A x, or vessel gets SIGTERM or SIGHUP; the guest's code when it writes a fail
 //! code to the test device (1 if that code is 0 modulo 256); 3 when the
 //! emulated CPU faults; 4 when the guest kernel panics; 1 for errors before
 //! the guest starts; 2 for usage errors.
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use vessel_boards::console::{RawTerminal, spawn_input};
+use vessel_boards::console::{RawTerminal, on_termination, spawn_input};
 use vessel_boards::riscv64::{Outcome, StopReason, VirtConfig, VirtMachine};
 
 /// Exit status when the emulated CPU cannot go on.
@@ -127,6 +127,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
     let input = machine.console_input();
     let quit = input.clone();
+    let signalled = input.clone();
+    on_termination(move |signal| signalled.signal(signal))
+        .context("cannot watch for termination signals")?;
     spawn_input(move |bytes| input.send(bytes), move || quit.quit())
         .context("cannot start the console input thread")?;
     let report = machine.run();
@@ -148,6 +151,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Outcome::Stopped(StopReason::PowerOff) | Outcome::Stopped(StopReason::Quit) => 0,
         Outcome::Stopped(StopReason::Reset) => {
             eprintln!("vessel: the guest asked for a reset; stopping (as QEMU's -no-reboot)");
+            0
+        }
+        Outcome::Stopped(StopReason::Signal(signal)) => {
+            eprintln!("vessel: terminating on signal {signal}");
             0
         }
         Outcome::Stopped(StopReason::Fail(code)) => {

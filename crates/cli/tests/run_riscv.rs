@@ -329,6 +329,37 @@ fn terminal_console_is_raw() {
     assert!(!text.contains("^A"), "the terminal echoed input: {text:?}");
 }
 
+/// SIGTERM stops the machine through its normal exit path (exit 0, as QEMU).
+#[test]
+fn sigterm_stops_the_machine() {
+    use std::io::Read;
+    let Some(elf) = assemble("term", &program("idle\\n", "    j park\n")) else {
+        return;
+    };
+    // `timeout` forwards the SIGTERM it gets to vessel.
+    let mut child = Command::new("timeout")
+        .args(["300", VESSEL, "run", "--firmware"])
+        .arg(&elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = [0u8; 5];
+    stdout.read_exact(&mut seen).unwrap();
+    assert_eq!(&seen, b"idle\n");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("terminating on signal 15"), "{err}");
+}
+
 #[test]
 fn emulator_fault_names_the_pc() {
     // A trap vector that itself faults: the CPU gives up.

@@ -18,6 +18,8 @@ pub enum StopReason {
     KernelPanic(String),
     /// The user typed Ctrl-A x on the console.
     Quit,
+    /// vessel received this termination signal (SIGTERM, SIGHUP).
+    Signal(i32),
 }
 
 #[derive(Default)]

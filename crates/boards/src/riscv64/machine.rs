@@ -176,6 +176,11 @@ impl ConsoleInput {
     pub fn quit(&self) {
         self.events.stop(StopReason::Quit);
     }
+
+    /// vessel got a termination signal.
+    pub fn signal(&self, signal: i32) {
+        self.events.stop(StopReason::Signal(signal));
+    }
 }
 
 pub struct VirtMachine {
