@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! microvm --kernel FILE [--initrd FILE] [--append STR] [--memory MIB]
-//!         [--cpus N] [--disk FILE]... [--report]
+//!         [--cpus N] [--disk FILE]... [--net tap=NAME[,mac=MAC]]... [--report]
 //! ```
 //!
 //! `--report` prints, on stderr when the guest ends, the VMM's resident
@@ -13,13 +13,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use vessel_devices::net::NetSpec;
 use vessel_machine::vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-use vessel_x86::{DiskConfig, ExitReason, Microvm, VmConfig};
+use vessel_x86::{DiskConfig, ExitReason, Microvm, NetConfig, VmConfig};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: microvm --kernel FILE [--initrd FILE] [--append STR] [--memory MIB] \
-         [--cpus N] [--disk FILE]... [--report]"
+         [--cpus N] [--disk FILE]... [--net tap=NAME[,mac=MAC]]... [--report]"
     );
     ExitCode::from(2)
 }
@@ -82,6 +83,23 @@ fn main() -> ExitCode {
                 }),
                 None => return usage(),
             },
+            "--net" => {
+                let spec = match value().map(|v| v.parse::<NetSpec>()) {
+                    Some(Ok(spec)) => spec,
+                    Some(Err(e)) => {
+                        eprintln!("microvm: {e}");
+                        return usage();
+                    }
+                    None => return usage(),
+                };
+                match NetConfig::tap(&spec) {
+                    Ok(net) => config.nets.push(net),
+                    Err(e) => {
+                        eprintln!("microvm: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             "--report" => report = true,
             _ => return usage(),
         }
