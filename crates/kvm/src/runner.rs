@@ -28,6 +28,19 @@ pub enum ExitReason {
     Failed(String),
 }
 
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reset => f.write_str("the guest reset (a microVM stops on reset)"),
+            Self::TripleFault => f.write_str("the guest triple-faulted"),
+            Self::PowerOff => f.write_str("the guest powered off"),
+            Self::Halted => f.write_str("a vCPU halted with nothing to wake it"),
+            Self::Stopped => f.write_str("the host stopped the guest"),
+            Self::Failed(why) => write!(f, "the guest failed: {why}"),
+        }
+    }
+}
+
 /// Errors of controlling running vCPUs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RunError {

@@ -108,6 +108,8 @@ fn main() -> ExitCode {
         return usage();
     };
     config.kernel = kernel;
+    // The console's input: stdin goes to the guest's serial port.
+    config.serial_in = Some(Box::new(std::io::stdin()));
     let vm = match Microvm::new(config) {
         Ok(vm) => vm,
         Err(e) => {
@@ -115,10 +117,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The console's input: stdin goes to the guest's serial port.
-    if let Err(e) = vm.serial_handle().forward_from(std::io::stdin()) {
-        eprintln!("microvm: no console input: {e}");
-    }
     // Keep guest memory mapped after the VM ends, to measure it.
     let memory = vm.memory().clone();
     let starts: Vec<u64> = memory
@@ -143,7 +141,7 @@ fn main() -> ExitCode {
     match reason {
         ExitReason::Reset | ExitReason::PowerOff => ExitCode::SUCCESS,
         other => {
-            eprintln!("microvm: the guest stopped: {other:?}");
+            eprintln!("microvm: {other}");
             ExitCode::FAILURE
         }
     }

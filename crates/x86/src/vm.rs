@@ -155,6 +155,9 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
     /// Where the guest's serial console output goes.
     pub serial_out: SerialOut,
+    /// Where its input comes from (stdin for an interactive console): read
+    /// on a `vessel-serial-in` thread. `None`: no console input.
+    pub serial_in: Option<Box<dyn std::io::Read + Send>>,
     /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
     pub disks: Vec<DiskConfig>,
     /// virtio-net cards, after the disks in the virtio-mmio slots.
@@ -179,6 +182,7 @@ impl VmConfig {
             vcpus: 1,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             serial_out: Box::new(std::io::stdout()),
+            serial_in: None,
             disks: Vec::new(),
             nets: Vec::new(),
             acpi: true,
@@ -367,6 +371,18 @@ impl Microvm {
                 setup_boot_vcpu_long_mode(&vcpu, boot.entry)?;
             }
             vcpus.push((u64::from(id), vcpu));
+        }
+        if let Some(input) = config.serial_in {
+            SerialInput {
+                serial: Arc::clone(&serial),
+            }
+            .forward_from(input)
+            .map_err(|e| {
+                Error::Run(RunError::Spawn {
+                    id: 0,
+                    reason: format!("serial input thread: {e}"),
+                })
+            })?;
         }
         Ok(Self {
             vcpus,

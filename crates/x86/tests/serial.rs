@@ -35,3 +35,23 @@ fn console_input_reaches_the_guest() {
     assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
     assert_eq!(out, format!("ready\n{}HELLO, GUEST\n", "X".repeat(100)));
 }
+
+#[test]
+fn the_configured_console_input_is_forwarded() {
+    if !kvm_usable("the_configured_console_input_is_forwarded") {
+        return;
+    }
+    let Some(guest) = build_guest("echo") else {
+        return;
+    };
+    let (mut input, for_guest) = UnixStream::pair().unwrap();
+    input.write_all(b"typed ahead\n").unwrap();
+    drop(input); // end of input after the line
+    let capture = Capture::default();
+    let mut cfg = config(&guest, &capture);
+    cfg.serial_in = Some(Box::new(for_guest));
+    let reason = run_guarded(Microvm::new(cfg).unwrap(), &capture);
+    let out = capture.text();
+    assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
+    assert_eq!(out, "ready\nTYPED AHEAD\n");
+}
