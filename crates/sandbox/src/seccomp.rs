@@ -6,6 +6,9 @@ use libseccomp::{
 };
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
+/// A built seccomp filter, ready to load.
+pub use libseccomp::ScmpFilterContext as Filter;
+
 /// Errors from building or loading a seccomp filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
