@@ -9,7 +9,8 @@
 pub mod client;
 pub mod types;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, RawResponse};
+pub use hyper::Method;
 pub use types::*;
 
 /// The OpenAPI 3 document of the API, as kept in the repository

@@ -1,0 +1,724 @@
+//! The instance registry and the supervisor of instance processes.
+//!
+//! Each instance runs as a child process: a VM is `vessel run ARGS` in its
+//! own process group, a container is started by the OCI runtime
+//! (`vessel-runtime create` + `start`) and its init process is watched. The
+//! daemon never runs a guest in-process, so a crashed VMM or container ends
+//! one instance, never the daemon. Console output goes straight from the
+//! process to `console.log` (O_APPEND), bounded by copy-and-truncate.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use thiserror::Error;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use vessel_api::{
+    CreateInstance, ExitReason, ExitStatus, Instance, InstanceKind, InstanceSpec, InstanceState,
+    SpecError, validate_name,
+};
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum SupervisorError {
+    #[error("{0}")]
+    Invalid(#[from] SpecError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("instance {name:?} is {state}: {what}")]
+    Conflict {
+        name: String,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("spec.bundle {0}: no config.json there; give the directory of an OCI bundle")]
+    NoBundle(PathBuf),
+    #[error("cannot start {program} for instance {name:?}: {source}")]
+    Spawn {
+        name: String,
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("instance {name:?}: {path}: {source}")]
+    Io {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("instance {name:?} failed to start: {message}")]
+    StartFailed { name: String, message: String },
+    #[error(
+        "instance {name:?} did not end within {secs} s of SIGKILL (process {pid} is stuck in the kernel?)"
+    )]
+    Unkillable { name: String, pid: i32, secs: u64 },
+}
+
+/// What a stop/kill request asked for, so the exit is reported as such.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Stop,
+    Kill,
+}
+
+/// A process the daemon supervises.
+struct Running {
+    pid: i32,
+    kind: InstanceKind,
+    request: Arc<Mutex<Option<Request>>>,
+    done: watch::Receiver<bool>,
+}
+
+pub struct Supervisor {
+    config: Config,
+    store: Store,
+    running: Mutex<HashMap<String, Running>>,
+    /// Serializes state transitions (create, start, the first step of
+    /// stop/kill, delete) so that two clients cannot start one instance twice
+    /// or delete a half-made one. Never held while waiting for a process.
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Supervisor {
+    /// Open the store, and mark instances recorded as running by a previous
+    /// daemon: reattaching to them is not implemented yet, so they are
+    /// `stopped` with reason `lost` and a message that says whether their
+    /// process still runs.
+    pub fn new(config: Config) -> Result<Arc<Supervisor>, SupervisorError> {
+        let store = Store::open(&config.state_dir)?;
+        for instance in store.list()? {
+            if !instance.state.is_active() {
+                continue;
+            }
+            let alive = instance
+                .pid
+                .is_some_and(|pid| pid > 0 && kill(Pid::from_raw(pid), None).is_ok());
+            let message = match (instance.pid, alive) {
+                (Some(pid), true) => format!(
+                    "the daemon restarted while process {pid} ran; it still runs but is no longer \
+                     supervised (reattach is not implemented yet): end it with `kill {pid}`"
+                ),
+                _ => "its process ended while the daemon was not running".to_string(),
+            };
+            tracing::warn!(name = %instance.name, %message, "instance lost");
+            let exit = ExitStatus {
+                reason: ExitReason::Lost,
+                code: None,
+                signal: None,
+                message: Some(message),
+            };
+            store.set_stopped(&instance.name, &exit, now())?;
+        }
+        Ok(Arc::new(Supervisor {
+            config,
+            store,
+            running: Mutex::new(HashMap::new()),
+            lifecycle: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn list(&self) -> Result<Vec<Instance>, SupervisorError> {
+        Ok(self.store.list()?)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Instance, SupervisorError> {
+        validate_name(name)?;
+        Ok(self.store.get(name)?)
+    }
+
+    pub async fn create(&self, request: CreateInstance) -> Result<Instance, SupervisorError> {
+        validate_name(&request.name)?;
+        request.spec.validate()?;
+        if let InstanceSpec::Container(c) = &request.spec {
+            let config = Path::new(&c.bundle).join("config.json");
+            if !config.is_file() {
+                return Err(SupervisorError::NoBundle(PathBuf::from(&c.bundle)));
+            }
+        }
+        let _guard = self.lifecycle.lock().await;
+        let dir = self.config.instance_dir(&request.name);
+        let instance = Instance {
+            kind: request.spec.kind(),
+            spec: request.spec,
+            state: InstanceState::Created,
+            pid: None,
+            exit: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            log_path: dir.join("console.log").to_string_lossy().into_owned(),
+            name: request.name,
+        };
+        self.store.insert(&instance)?;
+        if let Err(source) = std::fs::create_dir_all(&dir) {
+            let _ = self.store.delete(&instance.name);
+            return Err(SupervisorError::Io {
+                name: instance.name,
+                path: dir,
+                source,
+            });
+        }
+        tracing::info!(name = %instance.name, kind = instance.kind.as_str(), "created");
+        Ok(instance)
+    }
+
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
+        validate_name(name)?;
+        let _guard = self.lifecycle.lock().await;
+        let instance = self.store.get(name)?;
+        if instance.state.is_active() {
+            return Err(SupervisorError::Conflict {
+                name: name.to_string(),
+                state: instance.state.as_str(),
+                what: "it already runs; stop it first",
+            });
+        }
+        let log_path = PathBuf::from(&instance.log_path);
+        let spawned = match &instance.spec {
+            InstanceSpec::Vm(vm) => self.spawn_vm(name, &vm.args, &log_path).map(Spawned::Child),
+            InstanceSpec::Container(c) => self
+                .spawn_container(name, Path::new(&c.bundle), &log_path)
+                .await
+                .map(Spawned::Pid),
+        };
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(err) => {
+                let exit = ExitStatus {
+                    reason: ExitReason::StartFailed,
+                    code: None,
+                    signal: None,
+                    message: Some(err.to_string()),
+                };
+                self.store.set_stopped(name, &exit, now())?;
+                return Err(err);
+            }
+        };
+        let pid = spawned.pid();
+        self.store.set_running(name, pid, now())?;
+        let (done_tx, done_rx) = watch::channel(false);
+        let request = Arc::new(Mutex::new(None));
+        self.running().insert(
+            name.to_string(),
+            Running {
+                pid,
+                kind: instance.kind,
+                request: request.clone(),
+                done: done_rx,
+            },
+        );
+        tracing::info!(name, pid, "started");
+        let sup = Arc::clone(self);
+        let name_owned = name.to_string();
+        tokio::spawn(async move {
+            sup.watch(
+                name_owned,
+                instance.kind,
+                spawned,
+                log_path,
+                request,
+                done_tx,
+            )
+            .await;
+        });
+        Ok(self.store.get(name)?)
+    }
+
+    fn spawn_vm(&self, name: &str, args: &[String], log: &Path) -> Result<Child, SupervisorError> {
+        let (out, err) = open_log(name, log)?;
+        Command::new(&self.config.vmm_program)
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|source| SupervisorError::Spawn {
+                name: name.to_string(),
+                program: self.config.vmm_program.clone(),
+                source,
+            })
+    }
+
+    /// `runtime create` then `runtime start`; the container's init pid.
+    async fn spawn_container(
+        &self,
+        name: &str,
+        bundle: &Path,
+        log: &Path,
+    ) -> Result<i32, SupervisorError> {
+        let runtime = &self.config.runtime_program;
+        let root = self.config.runtime_root();
+        let runtime_log = log.with_file_name("runtime.log");
+        let pid_file = log.with_file_name("container.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        // A container left from an earlier run of this instance.
+        let _ = self.runtime(&["delete", "--force", name]).await;
+        let (out, err) = open_log(name, log)?;
+        let status = Command::new(runtime)
+            .arg("--root")
+            .arg(&root)
+            .arg("--log")
+            .arg(&runtime_log)
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(name)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status();
+        let status = tokio::time::timeout(Duration::from_secs(60), status).await;
+        let failed = |message: String| SupervisorError::StartFailed {
+            name: name.to_string(),
+            message,
+        };
+        match status {
+            Err(_) => {
+                return Err(failed(format!(
+                    "{} create took over 60 s",
+                    runtime.display()
+                )));
+            }
+            Ok(Err(source)) => {
+                return Err(SupervisorError::Spawn {
+                    name: name.to_string(),
+                    program: runtime.clone(),
+                    source,
+                });
+            }
+            Ok(Ok(s)) if !s.success() => {
+                return Err(failed(format!(
+                    "{} create: {s}: {}",
+                    runtime.display(),
+                    last_line(&runtime_log)
+                        .or_else(|| last_line(log))
+                        .unwrap_or_default()
+                )));
+            }
+            Ok(Ok(_)) => {}
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| {
+                failed(format!(
+                    "the runtime wrote no pid to {}",
+                    pid_file.display()
+                ))
+            })?;
+        if let Err(message) = self.runtime(&["start", name]).await {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = self.runtime(&["delete", "--force", name]).await;
+            return Err(failed(message));
+        }
+        Ok(pid)
+    }
+
+    /// Run one runtime subcommand to completion; Err carries its stderr.
+    async fn runtime(&self, args: &[&str]) -> Result<(), String> {
+        let output = Command::new(&self.config.runtime_program)
+            .arg("--root")
+            .arg(self.config.runtime_root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output();
+        match tokio::time::timeout(Duration::from_secs(60), output).await {
+            Err(_) => Err(format!("runtime {} took over 60 s", args.join(" "))),
+            Ok(Err(e)) => Err(format!("runtime {}: {e}", args.join(" "))),
+            Ok(Ok(o)) if o.status.success() => Ok(()),
+            Ok(Ok(o)) => Err(format!(
+                "runtime {}: {}: {}",
+                args.join(" "),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+        }
+    }
+
+    /// Wait for the process to end, keep its log bounded meanwhile, and
+    /// record why it ended.
+    async fn watch(
+        &self,
+        name: String,
+        kind: InstanceKind,
+        spawned: Spawned,
+        log: PathBuf,
+        request: Arc<Mutex<Option<Request>>>,
+        done: watch::Sender<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let (code, signal) = match spawned {
+            Spawned::Child(mut child) => loop {
+                tokio::select! {
+                    status = child.wait() => {
+                        use std::os::unix::process::ExitStatusExt;
+                        match status {
+                            Ok(s) => break (s.code(), s.signal()),
+                            Err(e) => {
+                                tracing::error!(%name, error = %e, "waiting for the VMM");
+                                break (None, None);
+                            }
+                        }
+                    }
+                    _ = tick.tick() => bound_log(&log, self.config.log_limit),
+                }
+            },
+            Spawned::Pid(pid) => loop {
+                tick.tick().await;
+                bound_log(&log, self.config.log_limit);
+                if let Some(ended) = reap(pid) {
+                    break ended;
+                }
+            },
+        };
+        bound_log(&log, self.config.log_limit);
+        if kind == InstanceKind::Container {
+            let _ = self.runtime(&["delete", "--force", &name]).await;
+        }
+        let requested = *request.lock().unwrap_or_else(|e| e.into_inner());
+        let exit = exit_status(kind, requested, code, signal, &log);
+        tracing::info!(%name, reason = exit.reason.as_str(), ?code, ?signal, "ended");
+        if let Err(e) = self.store.set_stopped(&name, &exit, now()) {
+            // Deleted meanwhile (rm -f): nothing to record.
+            tracing::debug!(%name, error = %e, "recording the exit");
+        }
+        self.running().remove(&name);
+        let _ = done.send(true);
+    }
+
+    /// Ask the process to end (SIGTERM), SIGKILL after `timeout`; returns
+    /// once it has ended.
+    pub async fn stop(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Instance, SupervisorError> {
+        let timeout = timeout.unwrap_or(self.config.stop_timeout);
+        let done = self.signal(name, Request::Stop, Signal::SIGTERM).await?;
+        if !wait_done(done.clone(), timeout).await {
+            tracing::info!(name, "did not stop in time; killing");
+            self.send(name, Signal::SIGKILL);
+            self.wait_killed(name, done).await?;
+        }
+        Ok(self.store.get(name)?)
+    }
+
+    /// SIGKILL; returns once the process has ended.
+    pub async fn kill(&self, name: &str) -> Result<Instance, SupervisorError> {
+        let done = self.signal(name, Request::Kill, Signal::SIGKILL).await?;
+        self.wait_killed(name, done).await?;
+        Ok(self.store.get(name)?)
+    }
+
+    pub async fn delete(&self, name: &str, force: bool) -> Result<Instance, SupervisorError> {
+        validate_name(name)?;
+        loop {
+            let instance = self.store.get(name)?;
+            if instance.state.is_active() {
+                if !force {
+                    return Err(SupervisorError::Conflict {
+                        name: name.to_string(),
+                        state: instance.state.as_str(),
+                        what: "stop it first, or delete with force (`vessel rm -f`)",
+                    });
+                }
+                match self.kill(name).await {
+                    Ok(_) | Err(SupervisorError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let _guard = self.lifecycle.lock().await;
+            // Started again between the kill and the lock: go round.
+            let instance = self.store.get(name)?;
+            if instance.state.is_active() {
+                continue;
+            }
+            self.store.delete(name)?;
+            let dir = self.config.instance_dir(name);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(name, path = %dir.display(), error = %e, "removing the instance directory");
+            }
+            tracing::info!(name, "deleted");
+            return Ok(instance);
+        }
+    }
+
+    /// Record the request, mark `stopping` for a stop, and send the signal.
+    async fn signal(
+        &self,
+        name: &str,
+        request: Request,
+        signal: Signal,
+    ) -> Result<watch::Receiver<bool>, SupervisorError> {
+        validate_name(name)?;
+        let _guard = self.lifecycle.lock().await;
+        let instance = self.store.get(name)?;
+        let done = {
+            let running = self.running();
+            let Some(entry) = running.get(name) else {
+                return Err(SupervisorError::Conflict {
+                    name: name.to_string(),
+                    state: instance.state.as_str(),
+                    what: "it does not run",
+                });
+            };
+            let mut req = entry.request.lock().unwrap_or_else(|e| e.into_inner());
+            // A kill after a stop is reported as a kill.
+            if *req != Some(Request::Kill) {
+                *req = Some(request);
+            }
+            entry.done.clone()
+        };
+        if request == Request::Stop {
+            self.store.set_state(name, InstanceState::Stopping)?;
+        }
+        self.send(name, signal);
+        Ok(done)
+    }
+
+    fn send(&self, name: &str, signal: Signal) {
+        let running = self.running();
+        let Some(entry) = running.get(name) else {
+            return;
+        };
+        let pid = Pid::from_raw(entry.pid);
+        let result = match entry.kind {
+            InstanceKind::Vm => killpg(pid, signal),
+            InstanceKind::Container => kill(pid, signal),
+        };
+        if let Err(e) = result {
+            tracing::debug!(name, pid = entry.pid, ?signal, error = %e, "signal");
+        }
+    }
+
+    async fn wait_killed(
+        &self,
+        name: &str,
+        done: watch::Receiver<bool>,
+    ) -> Result<(), SupervisorError> {
+        const SECS: u64 = 30;
+        if wait_done(done, Duration::from_secs(SECS)).await {
+            return Ok(());
+        }
+        let pid = self.running().get(name).map(|r| r.pid).unwrap_or(0);
+        Err(SupervisorError::Unkillable {
+            name: name.to_string(),
+            pid,
+            secs: SECS,
+        })
+    }
+}
+
+enum Spawned {
+    /// A VMM: our child, waited for by tokio.
+    Child(Child),
+    /// A container's init: reparented to the daemon (a child subreaper) when
+    /// the runtime exits, reaped by pid.
+    Pid(i32),
+}
+
+impl Spawned {
+    fn pid(&self) -> i32 {
+        match self {
+            Spawned::Child(c) => c.id().map(|p| p as i32).unwrap_or(0),
+            Spawned::Pid(p) => *p,
+        }
+    }
+}
+
+/// True once `done` turns true, false after `timeout`.
+async fn wait_done(mut done: watch::Receiver<bool>, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, done.wait_for(|d| *d))
+        .await
+        .is_ok()
+}
+
+/// Has `pid` ended? Some((code, signal)) once it has. A child (the daemon is
+/// a subreaper) is reaped for its status; another process is only probed.
+fn reap(pid: i32) -> Option<(Option<i32>, Option<i32>)> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some((Some(code), None)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some((None, Some(sig as i32))),
+        Ok(_) => None,
+        Err(nix::errno::Errno::ECHILD) => match kill(Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::ESRCH) => Some((None, None)),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+fn exit_status(
+    kind: InstanceKind,
+    requested: Option<Request>,
+    code: Option<i32>,
+    signal: Option<i32>,
+    log: &Path,
+) -> ExitStatus {
+    let (reason, message) = match (requested, code, signal) {
+        (Some(Request::Kill), ..) => (ExitReason::Killed, None),
+        (Some(Request::Stop), ..) => (ExitReason::Stopped, None),
+        (None, Some(0), _) if kind == InstanceKind::Vm => (ExitReason::PoweredOff, None),
+        (None, Some(_), _) if kind == InstanceKind::Container => (ExitReason::Exited, None),
+        (None, None, None) => (
+            ExitReason::Exited,
+            Some("the process ended; its exit status is unknown".to_string()),
+        ),
+        (None, _, Some(sig)) => (
+            ExitReason::Crashed,
+            Some(format!("ended by signal {sig}{}", tail_suffix(log))),
+        ),
+        (None, Some(code), None) => (
+            ExitReason::Crashed,
+            Some(format!("exit code {code}{}", tail_suffix(log))),
+        ),
+    };
+    ExitStatus {
+        reason,
+        code,
+        signal,
+        message,
+    }
+}
+
+fn tail_suffix(log: &Path) -> String {
+    last_line(log).map(|l| format!(": {l}")).unwrap_or_default()
+}
+
+/// The last non-empty line of a log (reading at most its last 4 KiB).
+fn last_line(path: &Path) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(|l| l.chars().take(512).collect())
+}
+
+/// The log opened for appending, twice (stdout and stderr).
+fn open_log(name: &str, path: &Path) -> Result<(File, File), SupervisorError> {
+    let io = |source| SupervisorError::Io {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    let err = out.try_clone().map_err(io)?;
+    Ok((out, err))
+}
+
+/// Past `limit` bytes, copy the log to `NAME.1` and empty it (the writer
+/// appends, so it goes on at the new end): at most about twice the limit
+/// is kept.
+fn bound_log(path: &Path, limit: u64) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.len() <= limit {
+        return;
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    if let Err(e) = std::fs::copy(path, &old) {
+        tracing::warn!(path = %path.display(), error = %e, "rotating the console log");
+    }
+    if let Ok(file) = OpenOptions::new().write(true).open(path) {
+        let _ = file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons() {
+        let log = Path::new("/nonexistent/log");
+        let vm = InstanceKind::Vm;
+        let c = InstanceKind::Container;
+        assert_eq!(
+            exit_status(vm, None, Some(0), None, log).reason,
+            ExitReason::PoweredOff
+        );
+        assert_eq!(
+            exit_status(vm, None, Some(3), None, log).reason,
+            ExitReason::Crashed
+        );
+        assert_eq!(
+            exit_status(vm, None, None, Some(11), log).reason,
+            ExitReason::Crashed
+        );
+        assert_eq!(
+            exit_status(c, None, Some(1), None, log).reason,
+            ExitReason::Exited
+        );
+        assert_eq!(
+            exit_status(vm, Some(Request::Stop), None, Some(15), log).reason,
+            ExitReason::Stopped
+        );
+        assert_eq!(
+            exit_status(c, Some(Request::Kill), None, Some(9), log).reason,
+            ExitReason::Killed
+        );
+    }
+
+    #[test]
+    fn log_is_bounded_and_last_line_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        std::fs::write(&log, "first\n".repeat(100) + "last words\n\n").unwrap();
+        assert_eq!(last_line(&log).as_deref(), Some("last words"));
+        bound_log(&log, 10_000);
+        assert!(
+            std::fs::metadata(&log).unwrap().len() > 0,
+            "under the limit: kept"
+        );
+        bound_log(&log, 100);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        let old = std::fs::read_to_string(dir.path().join("console.log.1")).unwrap();
+        assert!(old.ends_with("last words\n\n"));
+    }
+}

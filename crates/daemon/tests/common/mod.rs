@@ -1,0 +1,88 @@
+//! Shared by the end-to-end tests: a daemon on a temp socket and state dir.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vessel_api::{Client, Instance};
+use vessel_daemon::{Config, RunningDaemon};
+
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub daemon: Option<RunningDaemon>,
+    pub client: Client,
+    pub config: Config,
+}
+
+impl TestDaemon {
+    /// A daemon whose VMs run `vmm` (a script standing in for `vessel`, or
+    /// the real binary).
+    pub async fn start(vmm: Option<PathBuf>) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("vessel.sock"), dir.path().join("state"));
+        if let Some(vmm) = vmm {
+            config.vmm_program = vmm;
+        }
+        TestDaemon::with_config(dir, config).await
+    }
+
+    pub async fn with_config(dir: tempfile::TempDir, config: Config) -> TestDaemon {
+        let daemon = vessel_daemon::start(config.clone()).await.unwrap();
+        let client = Client::new(daemon.socket());
+        TestDaemon {
+            dir,
+            daemon: Some(daemon),
+            client,
+            config,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Write an executable shell script.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Poll the daemon until `done` holds (a generous deadline only keeps a
+/// broken daemon from hanging the test; nothing is asserted on time).
+pub async fn wait_for(
+    client: &Client,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Instance) -> bool,
+) -> Instance {
+    for _ in 0..2400 {
+        let instance = client.get(name).await.unwrap();
+        if done(&instance) {
+            return instance;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{name}: still not {what} after 120 s: {:?}",
+        client.get(name).await
+    );
+}
+
+/// Wait until a file contains `needle`.
+pub async fn wait_for_text(path: &str, needle: &str) -> String {
+    for _ in 0..2400 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never contained {needle:?}");
+}

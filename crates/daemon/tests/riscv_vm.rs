@@ -1,0 +1,140 @@
+//! A `vm` instance running the real `vessel run` on a tiny bare-metal
+//! RISC-V program (assembled here with riscv64-unknown-elf-gcc, as
+//! crates/cli/tests/run_riscv.rs does): it prints, then powers off or parks.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{TestDaemon, wait_for, wait_for_text};
+use vessel_api::{CreateInstance, ExitReason, InstanceSpec, InstanceState, VmSpec};
+
+/// The `vessel` binary of this build (target/<profile>/vessel), or None
+/// after saying why.
+fn vessel_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/riscv_vm-HASH -> target/<profile>/vessel
+    let bin = exe.parent()?.parent()?.join("vessel");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
+            bin.display()
+        );
+        None
+    }
+}
+
+fn assemble(dir: &std::path::Path, name: &str, tail: &str) -> Option<PathBuf> {
+    let gcc = "riscv64-unknown-elf-gcc";
+    if Command::new(gcc).arg("--version").output().is_err() {
+        eprintln!("SKIP: {gcc} is not installed (Debian package gcc-riscv64-unknown-elf)");
+        return None;
+    }
+    let source = format!(
+        r#"
+    .section .text
+    .globl _start
+_start:
+    csrr t0, mhartid
+    bnez t0, park
+    li s0, 0x10000000
+    la s1, msg
+1:  lbu a0, 0(s1)
+    beqz a0, 3f
+2:  lbu t1, 5(s0)
+    andi t1, t1, 0x20
+    beqz t1, 2b
+    sb a0, 0(s0)
+    addi s1, s1, 1
+    j 1b
+3:
+{tail}
+park:
+    wfi
+    j park
+    .section .rodata
+msg: .asciz "hello from {name}\n"
+"#
+    );
+    let src = dir.join(format!("{name}.S"));
+    std::fs::write(&src, source).unwrap();
+    let elf = dir.join(format!("{name}.elf"));
+    let out = Command::new(gcc)
+        .args([
+            "-march=rv64imac_zicsr",
+            "-mabi=lp64",
+            "-nostdlib",
+            "-nostartfiles",
+            "-static",
+        ])
+        .args(["-Wl,-Ttext=0x80000000", "-Wl,-N", "-Wl,--no-relax", "-o"])
+        .arg(&elf)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{gcc}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(elf)
+}
+
+const POWEROFF: &str = "    li t0, 0x100000\n    li t1, 0x5555\n    sw t1, 0(t0)\n    j park\n";
+
+fn vm(name: &str, firmware: &std::path::Path) -> CreateInstance {
+    CreateInstance {
+        name: name.into(),
+        spec: InstanceSpec::Vm(VmSpec {
+            args: vec![
+                "--arch".into(),
+                "riscv64".into(),
+                "--memory".into(),
+                "16M".into(),
+                "--firmware".into(),
+                firmware.to_string_lossy().into_owned(),
+            ],
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
+    let Some(vessel) = vessel_binary() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(off) = assemble(scratch.path(), "off", POWEROFF) else {
+        return;
+    };
+    let Some(parked) = assemble(scratch.path(), "parked", "") else {
+        return;
+    };
+    let mut d = TestDaemon::start(Some(vessel)).await;
+    let c = &d.client;
+
+    c.create(&vm("off", &off)).await.unwrap();
+    c.start("off").await.unwrap();
+    let done = wait_for(c, "off", "stopped", |i| i.state == InstanceState::Stopped).await;
+    let log = std::fs::read_to_string(&done.log_path).unwrap();
+    let exit = done.exit.unwrap();
+    assert_eq!(
+        (exit.reason, exit.code),
+        (ExitReason::PoweredOff, Some(0)),
+        "log: {log}"
+    );
+    assert!(log.contains("hello from off\n"), "log: {log}");
+
+    c.create(&vm("parked", &parked)).await.unwrap();
+    let running = c.start("parked").await.unwrap();
+    wait_for_text(&running.log_path, "hello from parked").await;
+    assert_eq!(c.get("parked").await.unwrap().state, InstanceState::Running);
+    let stopped = c.stop("parked", Some(30)).await.unwrap();
+    let exit = stopped.exit.unwrap();
+    assert_eq!(exit.reason, ExitReason::Stopped);
+    assert!(exit.code.is_some() || exit.signal.is_some(), "{exit:?}");
+    d.stop().await;
+}
