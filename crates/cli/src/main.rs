@@ -3,8 +3,10 @@
 //! The binary is thin: each subcommand parses its flags here and calls into
 //! the library crate that does the work.
 
+mod daemon;
 mod host_check;
 mod image;
+mod instances;
 mod run;
 
 use std::process::ExitCode;
@@ -34,6 +36,10 @@ enum Command {
     Image(image::Args),
     /// Boot a guest: `vessel run --arch riscv64 --firmware FILE --kernel FILE ...`.
     Run(run::Args),
+    /// Run the daemon: REST API on a Unix socket, instance registry, supervisor.
+    Daemon(daemon::Args),
+    #[command(flatten)]
+    Instances(instances::Command),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::HostCheck(args) => host_check::run(args),
         Command::Image(args) => image::run(args),
         Command::Run(args) => run::run(args),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Instances(command) => instances::run(command),
     };
     match result {
         Ok(code) => code,
