@@ -16,12 +16,12 @@ use crate::types::{CreateInstance, ErrorBody, Instance, InstanceList};
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach the vessel daemon at {socket}: {source}. Start it with `vessel daemon` (as root), \
+        "cannot reach the vessel daemon at {socket}: {error}. Start it with `vessel daemon` (as root), \
          or point VESSEL_SOCKET at the socket of a running one"
     )]
     Connect {
         socket: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("talking to the vessel daemon at {socket}: {source}")]
     Http {
@@ -92,9 +92,9 @@ impl Client {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|error| ClientError::Connect {
                     socket: self.socket.clone(),
-                    source,
+                    error,
                 })?;
         let http = |source| ClientError::Http {
             socket: self.socket.clone(),
