@@ -229,6 +229,16 @@ fn locked_flags(p: &Path) -> MsFlags {
     f
 }
 
+/// Like [`secure_join`], but the last component is not followed: for
+/// creating or replacing a symlink or device node itself.
+fn join_no_follow(root: &Path, p: &Path) -> Result<PathBuf, RootfsError> {
+    let parent = secure_join(root, p.parent().unwrap_or(Path::new("/")))?;
+    Ok(match p.file_name() {
+        Some(name) => parent.join(name),
+        None => parent,
+    })
+}
+
 /// Mounts one config mount below `rootfs` (before pivot_root).
 fn mount_one(
     rootfs: &Path,
@@ -374,7 +384,7 @@ fn make_device(
     gid: Option<u32>,
     in_userns: bool,
 ) -> Result<(), RootfsError> {
-    let dest = secure_join(rootfs, path)?;
+    let dest = join_no_follow(rootfs, path)?;
     if let Some(parent) = dest.parent() {
         mkdir_all(parent)?;
     }
@@ -456,7 +466,7 @@ fn create_devices(
             ("pts/ptmx", "/dev/ptmx"),
         ];
         for (target, link) in links {
-            let l = secure_join(rootfs, Path::new(link))?;
+            let l = join_no_follow(rootfs, Path::new(link))?;
             let _ = fs::remove_file(&l);
             symlink(target, &l).map_err(|source| RootfsError::Io {
                 what: "create symlink",

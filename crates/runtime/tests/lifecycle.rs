@@ -355,3 +355,24 @@ fn hooks_get_the_state_and_user_namespace_maps_ids() {
         serde_json::from_slice(&std::fs::read(&stop).expect("poststop hook ran")).unwrap();
     assert_eq!(st["id"], id.as_str());
 }
+
+#[test]
+fn bundle_without_a_dev_mount_runs_again() {
+    require_host!();
+    let w = World::new("nodev");
+    let mut c = config(&["sh", "-c", "ls /dev/null /dev/fd/ >/dev/null && echo ok"]);
+    c["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
+    let b = w.bundle("b", &c);
+    // Devices and /dev symlinks are made in the rootfs itself; a second run
+    // must replace them, not follow them.
+    for round in 0..2 {
+        let id = w.id("nodev");
+        let o = w.rt(&["run", "--bundle", b.to_str().unwrap(), &id]);
+        assert!(
+            o.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+    }
+}
