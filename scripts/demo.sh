@@ -27,3 +27,37 @@ chmod +x "$work/demo.sh"
 "$vessel" image initramfs --add "$work/demo.sh:/etc/vessel/init.d/10-demo" -o "$work/demo.gz"
 echo "\$ vessel run debian-riscv64 --cpus 2 --initrd demo.gz   (boots in about a minute)"
 VESSEL_STATS=1 "$vessel" run debian-riscv64 --cpus 2 --initrd "$work/demo.gz" --append "console=ttyS0 quiet" </dev/null
+
+step "OS-level: a busybox container under vessel-runtime (pid, mount, uts, ipc and network namespaces, 64 MiB limit)"
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs/bin"
+cp /bin/busybox "$bundle/rootfs/bin/busybox"
+for applet in sh hostname cat echo; do ln -sf busybox "$bundle/rootfs/bin/$applet"; done
+mem=/sys/fs/cgroup/memory/memory.limit_in_bytes
+[ -e /sys/fs/cgroup/cgroup.controllers ] && mem=/sys/fs/cgroup/memory.max
+cat >"$bundle/config.json" <<JSON
+{
+  "ociVersion": "1.2.0",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/bin/sh", "-c", "echo \"hostname: \$(hostname)\"; echo \"pid: \$\$\"; echo \"memory limit: \$(cat $mem) bytes\""],
+    "env": ["PATH=/bin"],
+    "cwd": "/"
+  },
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "vessel-demo",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}
+  ],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network"}, {"type": "cgroup"}],
+    "resources": {"memory": {"limit": 67108864}}
+  }
+}
+JSON
+echo "\$ vessel-runtime run demo   (in $bundle)"
+(cd "$bundle" && "$bin/vessel-runtime" --root "$work/runtime" run "demo-$$")
