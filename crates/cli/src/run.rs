@@ -1,38 +1,71 @@
-//! `vessel run`: boot a guest on an emulated machine.
+//! `vessel run`: boot a guest on an emulated riscv64 machine or, for guests
+//! of the host's architecture, on KVM.
 //!
-//! Thin: flags become a board configuration; `vessel-boards` does the work.
+//! Thin: flags become a board configuration; `vessel-boards` (riscv64) and
+//! `vessel-x86` (x86_64 on KVM) do the work.
 //! Exit status: 0 when the guest powers off or resets (QEMU's `-no-reboot`),
 //! the user quits with Ctrl-A x, or vessel gets SIGTERM or SIGHUP; the guest's code when it writes a fail
 //! code to the test device (1 if that code is 0 modulo 256); 3 when the
-//! emulated CPU faults; 4 when the guest kernel panics; 1 for errors before
-//! the guest starts; 2 for usage errors.
+//! emulated CPU faults (or a KVM vCPU fails); 4 when the guest kernel panics;
+//! 1 for errors before the guest starts; 2 for usage errors.
 
-use std::io::Write;
+mod riscv;
+mod x86;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use vessel_boards::console::{RawTerminal, on_termination, spawn_input};
-use vessel_boards::riscv64::{Outcome, StopReason, VirtConfig, VirtMachine};
+use vessel_devices::block::DiskSpec;
+use vessel_devices::net::NetSpec;
 
 /// Exit status when the emulated CPU cannot go on.
 pub const EXIT_FAULT: u8 = 3;
 /// Exit status when the guest kernel panics.
 pub const EXIT_PANIC: u8 = 4;
 
+/// Default guest RAM.
+const DEFAULT_MEMORY: u64 = 512 << 20;
+
 /// The guest architecture (the board follows from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Arch {
     /// RISC-V RV64GC on QEMU's `virt` board, emulated.
     Riscv64,
+    /// x86-64 on Firecracker's `microvm` board, on KVM.
+    #[value(name = "x86_64", alias = "x86-64")]
+    X86_64,
+}
+
+/// Which engine runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The emulator for a foreign architecture, KVM for the host's own.
+    Auto,
+    /// vessel's software CPU (riscv64 guests).
+    Emu,
+    /// KVM (x86_64 guests on an x86_64 host).
+    Kvm,
+}
+
+/// Where the guest's console is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsoleKind {
+    /// The board's UART (ttyS0).
+    Uart,
+    /// A virtio-console device: the guest's hvc0.
+    Virtio,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Console: the guest's UART on this terminal. Ctrl-A x quits, \
-Ctrl-A Ctrl-A sends Ctrl-A.\n\nExample:\n  vessel run --arch riscv64 --firmware fw_dynamic.bin \
---kernel Image --initrd initrd.img --append 'console=ttyS0' --cpus 2 --memory 1G"
+    after_help = "Console: the guest's UART (or, with --console virtio, its hvc0) on this \
+terminal. Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n\nExamples:\n  \
+vessel run debian-riscv64 --disk data.img --rng\n  \
+vessel run --arch riscv64 --firmware fw_dynamic.bin --kernel Image \
+--initrd initrd.img --append 'console=ttyS0' --cpus 2 --memory 1G\n  \
+vessel run --arch x86_64 --kernel vmlinux --append 'console=ttyS0 reboot=k' --disk root.img"
 )]
 pub struct Args {
     /// A cached guest image to boot, e.g. debian-riscv64 (from `vessel image fetch`).
@@ -40,10 +73,14 @@ pub struct Args {
     /// Guest architecture.
     #[arg(long, value_enum, default_value_t = Arch::Riscv64)]
     pub arch: Arch,
-    /// Firmware started at the beginning of RAM (OpenSBI's fw_dynamic.bin).
+    /// Engine: auto takes KVM for x86_64 (warning when KVM is not
+    /// hardware-assisted) and the emulator for riscv64.
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
+    /// Firmware started at the beginning of RAM (riscv64: OpenSBI's fw_dynamic.bin).
     #[arg(long, value_name = "FILE")]
     pub firmware: Option<PathBuf>,
-    /// Linux kernel: a raw RISC-V `Image`.
+    /// Linux kernel: a raw RISC-V `Image`; for x86_64 an ELF vmlinux or a bzImage.
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
     /// Initial ramdisk for the kernel.
@@ -52,13 +89,28 @@ pub struct Args {
     /// Kernel command line.
     #[arg(long, value_name = "STR")]
     pub append: Option<String>,
-    /// Guest RAM: bytes, or a number with K, M or G (512M, 1G, 64K).
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
-    pub memory: u64,
-    /// Number of harts (1 to 8).
+    /// Guest RAM: bytes, or a number with K, M or G (512M, 1G, 64K); default 512M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Number of vCPUs (riscv64: 1 to 8 harts; x86_64: 1 to 32).
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=8))]
-    pub cpus: u8,
+          value_parser = clap::value_parser!(u16).range(1..=255))]
+    pub cpus: u16,
+    /// A virtio-blk disk: PATH[,ro][,format=raw|qcow2][,serial=ID]. Repeatable;
+    /// the first is the guest's vda.
+    #[arg(long = "disk", value_name = "DISK", value_parser = parse_disk)]
+    pub disks: Vec<DiskSpec>,
+    /// A virtio-net card on a tap: tap=NAME[,mac=MAC]. Repeatable; the tap is
+    /// created if missing (needs CAP_NET_ADMIN).
+    #[arg(long = "net", value_name = "NET", value_parser = parse_net)]
+    pub nets: Vec<NetSpec>,
+    /// The guest's console: the UART, or virtio (hvc0; adds console=hvc0 to
+    /// the default command line).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = ConsoleKind::Uart)]
+    pub console: ConsoleKind,
+    /// A virtio-rng device (the guest's /dev/hwrng), fed by the host's getrandom.
+    #[arg(long)]
+    pub rng: bool,
 }
 
 /// Parse a memory size: bytes, or a number followed by K, M, G or T
@@ -89,91 +141,62 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
+/// Parse a `--disk` value.
+fn parse_disk(s: &str) -> Result<DiskSpec, String> {
+    s.parse()
+        .map_err(|e: vessel_devices::block::DiskSpecError| e.to_string())
+}
+
+/// Parse a `--net` value.
+fn parse_net(s: &str) -> Result<NetSpec, String> {
+    s.parse()
+        .map_err(|e: vessel_devices::net::NetSpecError| e.to_string())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Arch::Riscv64 = args.arch;
     let mut args = args;
     if let Some(name) = args.image.clone() {
         // A fetched image supplies what the flags leave out.
         let m = vessel_images::load(&name).with_context(|| {
             format!("cannot boot image '{name}'; fetch it with `vessel image fetch {name}`")
         })?;
-        if m.arch != "riscv64" {
+        let want = match args.arch {
+            Arch::Riscv64 => "riscv64",
+            Arch::X86_64 => "x86_64",
+        };
+        if m.arch != want {
             bail!(
-                "image '{name}' is for {}; this command boots riscv64 guests",
+                "image '{name}' is for {}, not {want}: boot it with --arch {}",
+                m.arch,
                 m.arch
             );
         }
         args.firmware.get_or_insert(m.firmware);
         args.kernel.get_or_insert(m.kernel);
         args.initrd.get_or_insert(m.initrd);
-        args.append.get_or_insert(m.cmdline);
+        if args.append.is_none() {
+            args.append = Some(default_cmdline(&m.cmdline, args.console));
+        }
+    } else if args.append.is_none() && args.console == ConsoleKind::Virtio {
+        args.append = Some(default_cmdline("", args.console));
     }
-    let Some(firmware) = args.firmware.clone() else {
-        bail!(
-            "--firmware FILE is missing: a riscv64 guest starts in firmware \
-             (OpenSBI's fw_dynamic.bin), or name a fetched image: `vessel run debian-riscv64`"
-        );
-    };
-    let config = VirtConfig {
-        cpus: args.cpus as usize,
-        memory: args.memory,
-        firmware,
-        kernel: args.kernel.clone(),
-        initrd: args.initrd.clone(),
-        bootargs: args.append.clone().unwrap_or_default(),
-    };
-    let mut machine = VirtMachine::new(&config, Box::new(std::io::stdout()))?;
-
-    let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
-    let input = machine.console_input();
-    let quit = input.clone();
-    let signalled = input.clone();
-    on_termination(move |signal| signalled.signal(signal))
-        .context("cannot watch for termination signals")?;
-    spawn_input(move |bytes| input.send(bytes), move || quit.quit())
-        .context("cannot start the console input thread")?;
-    let report = machine.run();
-    drop(terminal);
-    let report = report?;
-    let _ = std::io::stdout().flush();
-
-    if std::env::var_os("VESSEL_STATS").is_some_and(|v| v == "1") {
-        let secs = report.elapsed.as_secs_f64();
-        eprintln!(
-            "vessel: {} guest instructions in {:.3} s: {:.1} M instructions/s",
-            report.instructions,
-            secs,
-            report.instructions as f64 / secs.max(1e-9) / 1e6
-        );
+    match args.arch {
+        Arch::Riscv64 => riscv::run(args),
+        Arch::X86_64 => x86::run(args),
     }
+}
 
-    let code = match report.outcome {
-        Outcome::Stopped(StopReason::PowerOff) | Outcome::Stopped(StopReason::Quit) => 0,
-        Outcome::Stopped(StopReason::Reset) => {
-            eprintln!("vessel: the guest asked for a reset; stopping (as QEMU's -no-reboot)");
-            0
-        }
-        Outcome::Stopped(StopReason::Signal(signal)) => {
-            eprintln!("vessel: terminating on signal {signal}");
-            0
-        }
-        Outcome::Stopped(StopReason::Fail(code)) => {
-            eprintln!("vessel: the guest reported failure with code {code}");
-            match (code & 0xff) as u8 {
-                0 => 1,
-                c => c,
-            }
-        }
-        Outcome::Stopped(StopReason::KernelPanic(line)) => {
-            eprintln!("vessel: the guest kernel panicked: {line}");
-            EXIT_PANIC
-        }
-        Outcome::Fault(fault) => {
-            eprintln!("vessel: emulator fault: {fault}");
-            EXIT_FAULT
-        }
-    };
-    Ok(ExitCode::from(code))
+/// The command line used when the user gives no `--append`: the image's
+/// own, plus `console=hvc0` when the console is virtio. The UART stays a
+/// console too: the virtio transport is a module in Debian's kernel, so
+/// hvc0 appears only once the initramfs has loaded it, and init needs a
+/// console before that. Being named last, hvc0 becomes `/dev/console`
+/// from then on.
+fn default_cmdline(image: &str, console: ConsoleKind) -> String {
+    match console {
+        ConsoleKind::Uart => image.to_string(),
+        ConsoleKind::Virtio => format!("{image} console=hvc0").trim_start().to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +218,33 @@ mod tests {
             parse_size("99999999999T")
                 .unwrap_err()
                 .contains("too large")
+        );
+    }
+
+    #[test]
+    fn device_flags_parse() {
+        let d = parse_disk("a.img,ro,serial=x").unwrap();
+        assert!(d.read_only);
+        assert!(parse_disk("a.img,rw").unwrap_err().contains("\"rw\""));
+        let n = parse_net("tap=vm0,mac=52:54:00:12:34:56").unwrap();
+        assert_eq!(n.tap, "vm0");
+        assert!(
+            parse_net("mac=52:54:00:12:34:56")
+                .unwrap_err()
+                .contains("tap=NAME")
+        );
+    }
+
+    #[test]
+    fn virtio_console_adds_hvc0() {
+        assert_eq!(
+            default_cmdline("console=ttyS0", ConsoleKind::Virtio),
+            "console=ttyS0 console=hvc0"
+        );
+        assert_eq!(default_cmdline("", ConsoleKind::Virtio), "console=hvc0");
+        assert_eq!(
+            default_cmdline("console=ttyS0", ConsoleKind::Uart),
+            "console=ttyS0"
         );
     }
 }

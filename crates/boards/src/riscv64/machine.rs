@@ -183,6 +183,29 @@ impl ConsoleInput {
     }
 }
 
+/// Remembers the kernel's panic line and stops the machine at the end of
+/// its report.
+fn panic_watcher(
+    panic: &Arc<Mutex<Option<(String, Instant)>>>,
+    events: &Arc<Events>,
+) -> Box<dyn FnMut(Seen) + Send> {
+    let panic = panic.clone();
+    let events = events.clone();
+    Box::new(move |seen| match seen {
+        Seen::Panic(line) => {
+            let mut p = panic.lock().unwrap_or_else(|p| p.into_inner());
+            if p.is_none() {
+                *p = Some((line, Instant::now()));
+            }
+        }
+        Seen::PanicEnd => {
+            let p = panic.lock().unwrap_or_else(|p| p.into_inner());
+            let line = p.as_ref().map_or_else(String::new, |(l, _)| l.clone());
+            events.stop(StopReason::KernelPanic(line));
+        }
+    })
+}
+
 pub struct VirtMachine {
     harts: Vec<Hart>,
     mmio: BoardMmio,
@@ -313,26 +336,7 @@ impl VirtMachine {
         // Devices.
         let plic: SharedPlic = Arc::new(Mutex::new(Plic::new(lines.clone())));
         let panic: Arc<Mutex<Option<(String, Instant)>>> = Arc::default();
-        let console = {
-            let panic = panic.clone();
-            let events = events.clone();
-            ConsoleOutput::new(
-                console,
-                Box::new(move |seen| match seen {
-                    Seen::Panic(line) => {
-                        let mut p = panic.lock().unwrap_or_else(|p| p.into_inner());
-                        if p.is_none() {
-                            *p = Some((line, Instant::now()));
-                        }
-                    }
-                    Seen::PanicEnd => {
-                        let p = panic.lock().unwrap_or_else(|p| p.into_inner());
-                        let line = p.as_ref().map_or_else(String::new, |(l, _)| l.clone());
-                        events.stop(StopReason::KernelPanic(line));
-                    }
-                }),
-            )
-        };
+        let console = ConsoleOutput::new(console, panic_watcher(&panic, &events));
         let uart = Arc::new(Mutex::new(Uart::new(
             Arc::new(PlicSource::new(plic.clone(), UART_IRQ)),
             Box::new(console),
@@ -384,14 +388,18 @@ impl VirtMachine {
 
     /// Put a virtio-mmio transport into the next free slot: `make` gets guest
     /// memory and the slot's interrupt line. Returns the slot number.
+    ///
+    /// Slots are handed out from the highest address down, as QEMU does:
+    /// the device tree lists them in that order and Linux numbers devices
+    /// in device-tree order, so the first disk added is the guest's `vda`.
     pub fn add_virtio_mmio<F>(&mut self, make: F) -> Result<usize, VirtError>
     where
         F: FnOnce(&GuestMemoryMmap, Arc<dyn IrqLine>) -> Arc<Mutex<dyn BusDevice>>,
     {
-        let slot = self.virtio_used;
-        if slot >= VIRTIO_COUNT {
+        if self.virtio_used >= VIRTIO_COUNT {
             return Err(VirtError::NoVirtioSlot);
         }
+        let slot = VIRTIO_COUNT - 1 - self.virtio_used;
         let irq = Arc::new(PlicSource::new(self.plic.clone(), VIRTIO_IRQ + slot as u32));
         let device = make(&self.mem, irq);
         self.mmio
@@ -399,6 +407,15 @@ impl VirtMachine {
             .insert(virtio_base(slot), VIRTIO_SIZE, device)?;
         self.virtio_used += 1;
         Ok(slot)
+    }
+
+    /// `out` watched for the kernel's panic report as the UART's output is:
+    /// for a console other than the UART (virtio-console's `hvc0`).
+    pub fn watched_console(&self, out: Box<dyn Write + Send>) -> Box<dyn Write + Send> {
+        Box::new(ConsoleOutput::new(
+            out,
+            panic_watcher(&self.panic, &self.events),
+        ))
     }
 
     /// A handle for console input and quitting, usable from other threads.
@@ -415,7 +432,7 @@ impl VirtMachine {
     }
 
     fn fill_empty_slots(&mut self) -> Result<(), VirtError> {
-        for slot in self.virtio_used..VIRTIO_COUNT {
+        for slot in 0..VIRTIO_COUNT - self.virtio_used {
             self.mmio.bus.insert(
                 virtio_base(slot),
                 VIRTIO_SIZE,
@@ -654,11 +671,11 @@ mod tests {
         c.kernel = None;
         c.initrd = None;
         let mut m = VirtMachine::new(&c, Box::new(std::io::sink())).unwrap();
-        for want in 0..VIRTIO_COUNT {
+        for n in 0..VIRTIO_COUNT {
             let slot = m
                 .add_virtio_mmio(|_, _| Arc::new(Mutex::new(EmptyVirtioSlot)))
                 .unwrap();
-            assert_eq!(slot, want);
+            assert_eq!(slot, VIRTIO_COUNT - 1 - n, "highest slot first");
         }
         assert!(matches!(
             m.add_virtio_mmio(|_, _| Arc::new(Mutex::new(EmptyVirtioSlot))),
