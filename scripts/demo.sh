@@ -2,7 +2,7 @@
 # `make demo`: show what vessel does on this host, one step per engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 vessel=$bin/vessel
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
