@@ -12,9 +12,7 @@ use vessel_sandbox::namespaces::{NsFile, clone_flag};
 
 use crate::hooks;
 use crate::init::InitCtx;
-use crate::state::{
-    ContainerDir, OCI_VERSION, Saved, StateDoc, Status, now_secs, proc_stat, rfc3339,
-};
+use crate::state::{ContainerDir, OCI_VERSION, Saved, StateDoc, Status, proc_stat, rfc3339_nanos};
 use crate::{Error, Result};
 
 /// Options of `create` (runc's flags).
@@ -87,7 +85,7 @@ pub fn state_doc(saved: &Saved, status: Status, exit: Option<i32>) -> StateDoc {
         },
         bundle: saved.bundle.clone(),
         rootfs: saved.rootfs.clone(),
-        created: rfc3339(saved.created),
+        created: rfc3339_nanos(saved.created, saved.created_nanos),
         annotations: saved.annotations.clone(),
         exit_status: exit,
     }
@@ -223,13 +221,15 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         dir.fifo(),
         std::os::unix::fs::PermissionsExt::from_mode(0o622),
     );
+    let created = crate::state::now();
     let mut saved = Saved {
         id: opts.id.clone(),
         pid: 0,
         start_time: 0,
         bundle: bundle.clone(),
         rootfs: rootfs.clone(),
-        created: now_secs(),
+        created: created.0,
+        created_nanos: created.1,
         cgroup_path: cg_path,
         annotations: spec.annotations().clone().unwrap_or_default(),
         status: Status::Creating,

@@ -25,7 +25,9 @@ pub mod sync;
 use std::path::PathBuf;
 
 pub use create::{CreateOpts, Created, create};
-pub use ops::{delete, kill, list, parse_signal, ps, set_paused, start, state, update};
+pub use ops::{
+    delete, kill, list, parse_kill_signal, parse_signal, ps, set_paused, start, state, update,
+};
 pub use state::{DEFAULT_ROOT, StateDoc, Status};
 
 /// Errors of the runtime library.

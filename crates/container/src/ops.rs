@@ -144,13 +144,26 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         .map_err(|_| Error::Usage(format!("unknown signal {s:?}")))
 }
 
-/// `kill [--all]`.
-pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
+/// Parses the signal of `kill`: as [`parse_signal`], plus `0` (None), which
+/// only checks that the container is not stopped (as runc).
+pub fn parse_kill_signal(s: &str) -> Result<Option<Signal>> {
+    if s.trim() == "0" {
+        return Ok(None);
+    }
+    parse_signal(s).map(Some)
+}
+
+/// `kill [--all]`. `None` is signal 0: nothing is sent, and the call fails
+/// only if the container is stopped.
+pub fn kill(root: &Path, id: &str, sig: impl Into<Option<Signal>>, all: bool) -> Result<()> {
     let c = Container::open(root, id)?;
     let status = c.status();
     if status == Status::Stopped {
         return Err(Error::State(format!("container {id:?} is not running")));
     }
+    let Some(sig) = sig.into() else {
+        return Ok(());
+    };
     if all {
         signal_all(&c.cgroup, sig);
         return Ok(());
@@ -199,6 +212,17 @@ pub fn destroy_cgroup(cg: &Cgroup) {
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let c = match Container::open(root, id) {
         Ok(c) => c,
+        // As runc and crun: forcing the delete of a missing container (say,
+        // one whose create failed and cleaned up) is not an error.
+        // A directory without state.json (a crashed create) goes too.
+        Err(Error::Store(crate::state::StateError::NotFound(_))) if force => {
+            if let Ok(dir) = ContainerDir::open(root, id)
+                && !dir.state_file().exists()
+            {
+                let _ = dir.remove();
+            }
+            return Ok(());
+        }
         Err(Error::Store(crate::state::StateError::Corrupt { .. })) if force => {
             let dir = ContainerDir::open(root, id)?;
             return Ok(dir.remove()?);
@@ -301,5 +325,10 @@ mod tests {
         assert_eq!(parse_signal("9").expect("9"), Signal::SIGKILL);
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
+        assert_eq!(parse_kill_signal("0").expect("0"), None);
+        assert_eq!(
+            parse_kill_signal("TERM").expect("TERM"),
+            Some(Signal::SIGTERM)
+        );
     }
 }

@@ -86,6 +86,10 @@ pub struct Saved {
     pub rootfs: PathBuf,
     /// Seconds since the epoch when the container was created.
     pub created: u64,
+    /// The nanoseconds of `created` (reported as runc does, RFC 3339 with
+    /// a fraction).
+    #[serde(default)]
+    pub created_nanos: u32,
     pub cgroup_path: PathBuf,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
@@ -330,6 +334,29 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Formats a time as Go's RFC3339Nano, as runc's `created`:
+/// `2026-01-02T03:04:05.1234Z` (trailing zeros of the fraction dropped).
+pub fn rfc3339_nanos(secs: u64, nanos: u32) -> String {
+    let base = rfc3339(secs);
+    if nanos == 0 || nanos >= 1_000_000_000 {
+        return base;
+    }
+    let frac = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        base.trim_end_matches('Z'),
+        frac.trim_end_matches('0')
+    )
+}
+
+/// Seconds and nanoseconds since the epoch.
+pub fn now() -> (u64, u32) {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs(), d.subsec_nanos()))
+        .unwrap_or((0, 0))
+}
+
 /// Seconds since the epoch.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -376,6 +403,11 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            rfc3339_nanos(1_700_000_000, 120_000_000),
+            "2023-11-14T22:13:20.12Z"
+        );
+        assert_eq!(rfc3339_nanos(0, 0), "1970-01-01T00:00:00Z");
     }
 
     #[test]

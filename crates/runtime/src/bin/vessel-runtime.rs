@@ -359,7 +359,7 @@ fn run(cli: &Cli, log: &mut Logger) -> anyhow::Result<u8> {
         }
         Cmd::Start { id } => vc::start(root, id)?,
         Cmd::State { id } => print_json(&vc::state(root, id)?)?,
-        Cmd::Kill { all, id, signal } => vc::kill(root, id, vc::parse_signal(signal)?, *all)?,
+        Cmd::Kill { all, id, signal } => vc::kill(root, id, vc::parse_kill_signal(signal)?, *all)?,
         Cmd::Delete { force, id } => vc::delete(root, id, *force)?,
         Cmd::Run {
             detach,
