@@ -5,14 +5,15 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 /// Errors from setting rlimits.
 #[derive(Debug, thiserror::Error)]
 pub enum RlimitError {
-    #[error(
-        "process.rlimits: cannot set {name} to soft {soft} hard {hard}: {source}; the soft limit must not exceed the hard one, and raising the hard limit needs CAP_SYS_RESOURCE"
-    )]
+    #[error("process.rlimits: cannot set {name} to soft {soft} hard {hard}: {source}; {hint}")]
     Set {
         name: String,
         soft: u64,
         hard: u64,
         source: std::io::Error,
+        /// Why, as far as can be told: the current hard limit and whether
+        /// this process may raise it.
+        hint: String,
     },
 }
 
@@ -49,15 +50,48 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<(), RlimitError> {
         // lives for the whole call.
         let rc = unsafe { libc::setrlimit(resource(l.typ()), &r) };
         if rc != 0 {
+            let source = std::io::Error::last_os_error();
             return Err(RlimitError::Set {
                 name: l.typ().to_string(),
                 soft: l.soft(),
                 hard: l.hard(),
-                source: std::io::Error::last_os_error(),
+                hint: hint(resource(l.typ()), l.soft(), l.hard()),
+                source,
             });
         }
     }
     Ok(())
+}
+
+/// Explains a refused setrlimit: soft above hard, or a hard limit above the
+/// current one without CAP_SYS_RESOURCE (hosts that drop that capability
+/// for root, such as some sandboxes, refuse every runtime alike).
+fn hint(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> String {
+    if soft > hard {
+        return "the soft limit must not exceed the hard one".into();
+    }
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own for the whole call.
+    let known = unsafe { libc::getrlimit(res, &mut cur) } == 0;
+    let can_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    match (known, can_raise) {
+        (true, false) if hard > cur.rlim_max => format!(
+            "the runtime's hard limit is {} and it lacks CAP_SYS_RESOURCE, so no runtime can raise it here: ask for at most {} (Podman: --ulimit)",
+            cur.rlim_max, cur.rlim_max
+        ),
+        (true, _) if res == libc::RLIMIT_NOFILE => {
+            "RLIMIT_NOFILE cannot exceed the sysctl fs.nr_open".into()
+        }
+        _ => "raising a hard limit needs CAP_SYS_RESOURCE".into(),
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +108,6 @@ mod tests {
             .expect("rlimit");
         let err = apply(&[l]).expect_err("soft > hard");
         assert!(err.to_string().contains("RLIMIT_CORE"), "{err}");
+        assert!(err.to_string().contains("must not exceed"), "{err}");
     }
 }
