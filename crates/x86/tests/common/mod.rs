@@ -5,8 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,20 +15,7 @@ use vessel_x86::{ExitReason, Microvm, VmConfig};
 /// instruction-by-instruction KVM: hitting it means the guest hung.
 pub const WATCHDOG: Duration = Duration::from_secs(120);
 
-/// Whether /dev/kvm can be used here; prints why not when it cannot.
-pub fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: /dev/kvm cannot be opened ({e}); this test needs KVM");
-            false
-        }
-    }
-}
+pub use vessel_testkit::x86::kvm_usable;
 
 /// A test guest assembled into a 64-bit ELF, in a temporary directory.
 pub struct Guest {
@@ -37,49 +23,11 @@ pub struct Guest {
     pub elf: PathBuf,
 }
 
-fn guests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests")
-}
-
 /// Assemble and link `tests/guests/<name>.S`. `None` (after saying why) when
 /// this host has no GNU binutils.
 pub fn build_guest(name: &str) -> Option<Guest> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let src = guests_dir().join(format!("{name}.S"));
-    let obj = dir.path().join(format!("{name}.o"));
-    let elf = dir.path().join(format!("{name}.elf"));
-    let as_status = Command::new("as")
-        .arg("--64")
-        .arg("-I")
-        .arg(guests_dir())
-        .arg("-o")
-        .arg(&obj)
-        .arg(&src)
-        .status();
-    match as_status {
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run GNU as ({e}); install binutils (build-essential)");
-            return None;
-        }
-        Ok(s) => assert!(s.success(), "assembling {} failed", src.display()),
-    }
-    let ld = Command::new("ld")
-        .args([
-            "-static",
-            "-nostdlib",
-            "--build-id=none",
-            "-z",
-            "max-page-size=0x1000",
-            "--no-warn-rwx-segments",
-            "-T",
-        ])
-        .arg(guests_dir().join("guest.ld"))
-        .arg("-o")
-        .arg(&elf)
-        .arg(&obj)
-        .status()
-        .expect("GNU ld runs where GNU as does");
-    assert!(ld.success(), "linking {name} failed");
+    let elf = vessel_testkit::x86::build_named(dir.path(), name)?;
     Some(Guest { dir, elf })
 }
 
