@@ -189,8 +189,22 @@ pub struct ExitStatus {
     pub message: Option<String>,
 }
 
+/// What an instance may use of the host: memory and vCPUs. A VM always
+/// has both (`vessel run`'s `--memory`, default 512 MiB, and `--cpus`,
+/// default 1); a container has what its config.json limits
+/// (`linux.resources.memory.limit`, `cpu.quota`/`cpu.period` or `cpu.cpus`),
+/// and no entry for what it leaves unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// vCPUs; a container's CPU quota may make this fractional (0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
 /// An instance as the API reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub name: String,
     pub kind: InstanceKind,
@@ -211,10 +225,42 @@ pub struct Instance {
     pub finished_at: Option<i64>,
     /// The console log (stdout and stderr of the process), bounded in size.
     pub log_path: String,
+    /// Memory and vCPUs, counted against the host when it starts.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
-/// `GET /v1/instances`.
+/// `POST /v1/instances/{name}/exec`: run a command in a running container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The command and its arguments (`["ls", "-l", "/"]`).
+    pub args: Vec<String>,
+    /// Extra `NAME=VALUE` environment entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The working directory inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// The outcome of an exec: the command's exit code and output (each
+/// stream cut at `MAX_EXEC_OUTPUT` bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// True when the output was longer than `MAX_EXEC_OUTPUT` and was cut.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The most output an exec returns per stream, in bytes.
+pub const MAX_EXEC_OUTPUT: usize = 1024 * 1024;
+
+/// `GET /v1/instances`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceList {
     pub instances: Vec<Instance>,
 }

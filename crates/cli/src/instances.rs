@@ -311,6 +311,7 @@ mod tests {
             started_at: Some(1000),
             finished_at: Some(1100),
             log_path: String::new(),
+            resources: Default::default(),
         }
     }
 

@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use thiserror::Error;
-use vessel_api::{ExitReason, ExitStatus, Instance, InstanceSpec, InstanceState};
+use vessel_api::{ExitReason, ExitStatus, Instance, InstanceSpec, InstanceState, Resources};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -43,7 +43,8 @@ pub struct Store {
 }
 
 const COLUMNS: &str = "name, kind, spec, state, pid, exit_reason, exit_code, exit_signal, \
-                       exit_message, created_at, started_at, finished_at, log_path";
+                       exit_message, created_at, started_at, finished_at, log_path, \
+                       memory_bytes, cpus";
 
 impl Store {
     /// Open (creating if needed) `state.db` in `dir`.
@@ -90,6 +91,17 @@ impl Store {
             )
             .map_err(open_err)?;
         }
+        if version < 2 {
+            // Version 2: the instance's resources (NULL: no limit).
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE instances ADD COLUMN memory_bytes INTEGER;
+                 ALTER TABLE instances ADD COLUMN cpus REAL;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(open_err)?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -104,8 +116,9 @@ impl Store {
     pub fn insert(&self, instance: &Instance) -> Result<(), StoreError> {
         let spec = serde_json::to_string(&instance.spec).unwrap_or_default();
         let result = self.conn().execute(
-            "INSERT INTO instances (name, kind, spec, state, created_at, log_path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO instances (name, kind, spec, state, created_at, log_path,
+                 memory_bytes, cpus)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 instance.name,
                 instance.kind.as_str(),
@@ -113,6 +126,8 @@ impl Store {
                 instance.state.as_str(),
                 instance.created_at,
                 instance.log_path,
+                instance.resources.memory_bytes.map(|m| m.min(i64::MAX as u64) as i64),
+                instance.resources.cpus,
             ],
         );
         match result {
@@ -262,6 +277,10 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance, StoreError>> {
         started_at: row.get(10)?,
         finished_at: row.get(11)?,
         log_path: row.get(12)?,
+        resources: Resources {
+            memory_bytes: row.get::<_, Option<i64>>(13)?.map(|m| m.max(0) as u64),
+            cpus: row.get(14)?,
+        },
         name,
     }))
 }
@@ -285,6 +304,10 @@ mod tests {
             started_at: None,
             finished_at: None,
             log_path: format!("/tmp/{name}.log"),
+            resources: Resources {
+                memory_bytes: Some(64 << 20),
+                cpus: Some(1.5),
+            },
         }
     }
 

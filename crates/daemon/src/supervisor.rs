@@ -170,6 +170,7 @@ impl Supervisor {
             started_at: None,
             finished_at: None,
             log_path: dir.join("console.log").to_string_lossy().into_owned(),
+            resources: Default::default(),
             name: request.name,
         };
         self.store.insert(&instance)?;
