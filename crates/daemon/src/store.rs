@@ -126,7 +126,10 @@ impl Store {
                 instance.state.as_str(),
                 instance.created_at,
                 instance.log_path,
-                instance.resources.memory_bytes.map(|m| m.min(i64::MAX as u64) as i64),
+                instance
+                    .resources
+                    .memory_bytes
+                    .map(|m| m.min(i64::MAX as u64) as i64),
                 instance.resources.cpus,
             ],
         );
