@@ -73,19 +73,7 @@ impl World {
     /// Builds a bundle with a busybox rootfs and `config` as config.json.
     pub fn bundle(&self, name: &str, config: &Value) -> PathBuf {
         let b = self.dir.join(name);
-        let rootfs = b.join("rootfs");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
-        for applet in [
-            "sh", "ls", "cat", "echo", "hostname", "id", "sleep", "true", "false", "ps", "mount",
-            "touch", "mkdir", "dd", "grep", "head", "ulimit", "umask", "pwd", "env", "stat", "wc",
-        ] {
-            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
-            .expect("passwd");
+        busybox_rootfs(&b.join("rootfs"));
         std::fs::write(
             b.join("config.json"),
             serde_json::to_vec_pretty(config).expect("json"),
@@ -130,6 +118,22 @@ impl Drop for World {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Fills `rootfs` with Debian's static busybox and its applet links.
+pub fn busybox_rootfs(rootfs: &Path) {
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+    for applet in [
+        "sh", "ls", "cat", "echo", "hostname", "id", "sleep", "true", "false", "ps", "mount",
+        "touch", "mkdir", "dd", "grep", "head", "ulimit", "umask", "pwd", "env", "stat", "wc",
+        "kill",
+    ] {
+        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
 }
 
 /// A runc-style config for a busybox rootfs running `args`.
