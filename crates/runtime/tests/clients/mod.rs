@@ -117,15 +117,32 @@ pub fn kill_matching(needle: &str) {
     }
 }
 
-/// Removes the (empty) cgroup `rel` from every hierarchy under
-/// /sys/fs/cgroup: the parent cgroups that engines create and keep.
+/// Removes the (empty) cgroup `rel` and its child cgroups from every
+/// hierarchy under /sys/fs/cgroup: the parent cgroups that engines create
+/// and keep (Podman's also holds a `conmon` child).
 pub fn remove_cgroup(rel: &str) {
+    fn rmdir_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    if rel.trim_matches('/').is_empty() || rel.contains("..") {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+    rmdir_tree(&Path::new("/sys/fs/cgroup").join(rel));
     for e in entries.flatten() {
-        let _ = std::fs::remove_dir(e.path().join(rel));
+        let p = e.path().join(rel);
+        if p.is_dir() {
+            rmdir_tree(&p);
+        }
     }
 }
 
