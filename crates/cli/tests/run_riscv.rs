@@ -14,56 +14,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Assemble `source` into a bare-metal ELF linked at 0x80000000, or None
-/// (after saying why) when the cross compiler is missing.
 fn assemble(name: &str, source: &str) -> Option<PathBuf> {
-    let gcc = "riscv64-unknown-elf-gcc";
-    if Command::new(gcc).arg("--version").output().is_err() {
-        eprintln!(
-            "SKIP: {gcc} is not installed (Debian package gcc-riscv64-unknown-elf, listed in scripts/packages.txt)"
-        );
-        return None;
-    }
-    let dir = scratch(name);
-    let src = dir.join(format!("{name}.S"));
-    std::fs::write(&src, source).unwrap();
-    let elf = dir.join(format!("{name}.elf"));
-    let out = Command::new(gcc)
-        .args([
-            "-march=rv64imac_zicsr",
-            "-mabi=lp64",
-            "-nostdlib",
-            "-nostartfiles",
-            "-static",
-        ])
-        .args(["-Wl,-Ttext=0x80000000", "-Wl,-N", "-Wl,--no-relax", "-o"])
-        .arg(&elf)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{gcc} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(elf)
-}
-
-/// Raw binary of an ELF (objcopy -O binary).
-fn raw_binary(elf: &Path) -> PathBuf {
-    let bin = elf.with_extension("bin");
-    let out = Command::new("riscv64-unknown-elf-objcopy")
-        .args(["-O", "binary"])
-        .arg(elf)
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "objcopy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    vessel_testkit::riscv::assemble(&scratch(name), name, source)
 }
 
 /// Run vessel with `stdin` as console input. coreutils' `timeout` stops a
@@ -85,37 +37,7 @@ fn vessel(args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Print a string on the UART (polling LSR.THRE), then `tail`.
-fn program(message: &str, tail: &str) -> String {
-    format!(
-        r#"
-    .section .text
-    .globl _start
-_start:
-    csrr t0, mhartid
-    bnez t0, park
-    li s0, 0x10000000
-    la s1, msg
-1:  lbu a0, 0(s1)
-    beqz a0, 3f
-2:  lbu t1, 5(s0)
-    andi t1, t1, 0x20
-    beqz t1, 2b
-    sb a0, 0(s0)
-    addi s1, s1, 1
-    j 1b
-3:
-{tail}
-park:
-    wfi
-    j park
-    .section .rodata
-msg: .asciz "{message}"
-"#
-    )
-}
-
-const POWEROFF: &str = "    li t0, 0x100000\n    li t1, 0x5555\n    sw t1, 0(t0)\n    j park\n";
+use vessel_testkit::riscv::{POWEROFF, raw_binary, uart_program as program};
 
 #[test]
 fn bare_metal_prints_and_powers_off() {

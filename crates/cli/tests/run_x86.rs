@@ -15,63 +15,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: /dev/kvm cannot be opened ({e}); this test needs KVM");
-            false
-        }
-    }
-}
+use vessel_testkit::x86::kvm_usable;
 
-fn guests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../x86/tests/guests")
-}
-
-/// Assemble and link one of the x86 engine's test guests, or None (after
-/// saying why) without GNU binutils.
 fn build_guest(name: &str) -> Option<PathBuf> {
-    let dir = scratch(name);
-    let obj = dir.join(format!("{name}.o"));
-    let elf = dir.join(format!("{name}.elf"));
-    let status = Command::new("as")
-        .arg("--64")
-        .arg("-I")
-        .arg(guests_dir())
-        .arg("-o")
-        .arg(&obj)
-        .arg(guests_dir().join(format!("{name}.S")))
-        .status();
-    match status {
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run GNU as ({e}); install binutils");
-            return None;
-        }
-        Ok(s) => assert!(s.success(), "assembling {name} failed"),
-    }
-    let status = Command::new("ld")
-        .args([
-            "-static",
-            "-nostdlib",
-            "--build-id=none",
-            "-z",
-            "max-page-size=0x1000",
-            "--no-warn-rwx-segments",
-            "-T",
-        ])
-        .arg(guests_dir().join("guest.ld"))
-        .arg("-o")
-        .arg(&elf)
-        .arg(&obj)
-        .status()
-        .expect("GNU ld runs where GNU as does");
-    assert!(status.success(), "linking {name} failed");
-    Some(elf)
+    vessel_testkit::x86::build_named(&scratch(name), name)
 }
 
 fn vessel(args: &[&str]) -> Output {

@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::{TestDaemon, wait_for, wait_for_text};
 use vessel_api::{CreateInstance, ExitReason, InstanceSpec, InstanceState, VmSpec};
+use vessel_testkit::riscv::{POWEROFF, uart_program};
 
 /// The `vessel` binary of this build (target/<profile>/vessel), or None
 /// after saying why.
@@ -28,62 +28,9 @@ fn vessel_binary() -> Option<PathBuf> {
 }
 
 fn assemble(dir: &std::path::Path, name: &str, tail: &str) -> Option<PathBuf> {
-    let gcc = "riscv64-unknown-elf-gcc";
-    if Command::new(gcc).arg("--version").output().is_err() {
-        eprintln!("SKIP: {gcc} is not installed (Debian package gcc-riscv64-unknown-elf)");
-        return None;
-    }
-    let source = format!(
-        r#"
-    .section .text
-    .globl _start
-_start:
-    csrr t0, mhartid
-    bnez t0, park
-    li s0, 0x10000000
-    la s1, msg
-1:  lbu a0, 0(s1)
-    beqz a0, 3f
-2:  lbu t1, 5(s0)
-    andi t1, t1, 0x20
-    beqz t1, 2b
-    sb a0, 0(s0)
-    addi s1, s1, 1
-    j 1b
-3:
-{tail}
-park:
-    wfi
-    j park
-    .section .rodata
-msg: .asciz "hello from {name}\n"
-"#
-    );
-    let src = dir.join(format!("{name}.S"));
-    std::fs::write(&src, source).unwrap();
-    let elf = dir.join(format!("{name}.elf"));
-    let out = Command::new(gcc)
-        .args([
-            "-march=rv64imac_zicsr",
-            "-mabi=lp64",
-            "-nostdlib",
-            "-nostartfiles",
-            "-static",
-        ])
-        .args(["-Wl,-Ttext=0x80000000", "-Wl,-N", "-Wl,--no-relax", "-o"])
-        .arg(&elf)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{gcc}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(elf)
+    let source = uart_program(&format!("hello from {name}\\n"), tail);
+    vessel_testkit::riscv::assemble(dir, name, &source)
 }
-
-const POWEROFF: &str = "    li t0, 0x100000\n    li t1, 0x5555\n    sw t1, 0(t0)\n    j park\n";
 
 fn vm(name: &str, firmware: &std::path::Path) -> CreateInstance {
     CreateInstance {
