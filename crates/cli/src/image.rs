@@ -15,17 +15,19 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Sub {
-    /// Download and verify Debian's riscv64 kernel, OpenSBI and busybox, and
-    /// build the image into the cache (~/.cache/vessel/images/NAME).
+    /// Download and verify a Debian kernel (and, for riscv64, OpenSBI) and
+    /// busybox, and build the image into the cache (~/.cache/vessel/images/NAME).
     #[command(
         long_about = "Download Debian trixie's riscv64 kernel (linux-image-riscv64), OpenSBI \
-(opensbi) and busybox (busybox-static) from the Debian archive named in this host's apt sources \
-(or VESSEL_DEBIAN_MIRROR), verify them against the archive's signed InRelease with gpgv, and \
-build a kernel Image, fw_dynamic.bin and a busybox initramfs into \
-$XDG_CACHE_HOME/vessel/images/NAME. Packages already cached with the right SHA256 are reused."
+(opensbi) and busybox (busybox-static) for debian-riscv64, or its x86-64 cloud kernel \
+(linux-image-cloud-amd64) and busybox-static for debian-amd64, from the Debian archive named in \
+this host's apt sources (or VESSEL_DEBIAN_MIRROR), verify them against the archive's signed \
+InRelease with gpgv, and build the kernel, fw_dynamic.bin (riscv64) and a busybox initramfs \
+with the virtio modules into $XDG_CACHE_HOME/vessel/images/NAME. Packages already cached with \
+the right SHA256 are reused."
     )]
     Fetch {
-        /// Image to fetch; today only `debian-riscv64`.
+        /// Image to fetch: `debian-riscv64` or `debian-amd64`.
         #[arg(default_value = DEBIAN_RISCV64)]
         name: String,
         /// Debian archive base URL (overrides VESSEL_DEBIAN_MIRROR and apt's sources).
@@ -119,9 +121,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let m = vessel_images::fetch(&name, &opts)?;
             if !quiet {
                 println!("kernel    {}", m.kernel.display());
-                println!("firmware  {}", m.firmware.display());
+                if let Some(fw) = m.firmware() {
+                    println!("firmware  {}", fw.display());
+                }
                 println!("initrd    {}", m.initrd.display());
-                println!("Boot it with: vessel run {name}");
+                if m.arch == "riscv64" {
+                    println!("Boot it with: vessel run {name}");
+                } else {
+                    println!("Boot it with: vessel run {name} --arch {}", m.arch);
+                }
             }
         }
         Sub::Ls { json } => {

@@ -171,14 +171,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 m.arch
             );
         }
-        args.firmware.get_or_insert(m.firmware);
+        if let Some(fw) = m.firmware() {
+            args.firmware.get_or_insert(fw.to_path_buf());
+        }
         args.kernel.get_or_insert(m.kernel);
         args.initrd.get_or_insert(m.initrd);
         if args.append.is_none() {
             args.append = Some(default_cmdline(&m.cmdline, args.console));
         }
     } else if args.append.is_none() && args.console == ConsoleKind::Virtio {
-        args.append = Some(default_cmdline("", args.console));
+        let base = match args.arch {
+            Arch::Riscv64 => "",
+            Arch::X86_64 => vessel_x86::DEFAULT_CMDLINE,
+        };
+        args.append = Some(default_cmdline(base, args.console));
     }
     match args.arch {
         Arch::Riscv64 => riscv::run(args),

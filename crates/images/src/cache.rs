@@ -63,9 +63,11 @@ pub struct Manifest {
     pub suite: String,
     /// Kernel release (`uname -r` in the guest), e.g. `6.12.117+deb13-riscv64`.
     pub kernel_version: String,
-    /// Raw RISC-V `Image`.
+    /// The kernel: a raw RISC-V `Image`, or an x86-64 `bzImage`.
     pub kernel: PathBuf,
-    /// OpenSBI `fw_dynamic.bin`.
+    /// OpenSBI `fw_dynamic.bin`; empty for boards that start at the kernel
+    /// (x86_64): see [`Manifest::firmware`].
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub firmware: PathBuf,
     /// gzip-compressed newc initramfs.
     pub initrd: PathBuf,
@@ -87,6 +89,10 @@ pub struct Manifest {
     pub created: String,
 }
 
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
 impl Manifest {
     /// Resolve relative paths against the image directory.
     pub fn absolutize(mut self, dir: &Path) -> Self {
@@ -97,9 +103,16 @@ impl Manifest {
             &mut self.busybox,
             &mut self.modules_dir,
         ] {
-            *p = dir.join(&*p);
+            if !is_empty_path(p) {
+                *p = dir.join(&*p);
+            }
         }
         self
+    }
+
+    /// The boot firmware, if the image has one.
+    pub fn firmware(&self) -> Option<&Path> {
+        (!is_empty_path(&self.firmware)).then_some(self.firmware.as_path())
     }
 }
 
@@ -154,7 +167,7 @@ pub fn load_from(root: &Path, name: &str) -> Result<Manifest, CacheError> {
     })?;
     let manifest = manifest.absolutize(&dir);
     for file in [&manifest.kernel, &manifest.firmware, &manifest.initrd] {
-        if !file.is_file() {
+        if !is_empty_path(file) && !file.is_file() {
             return Err(CacheError::Incomplete {
                 name: name.to_owned(),
                 file: file.clone(),
@@ -268,5 +281,28 @@ mod tests {
         assert!(load_from(root.path(), "../etc").is_err());
         assert!(remove_in(root.path(), "..").is_err());
         assert!(remove_in(root.path(), "a/b").is_err());
+    }
+
+    #[test]
+    fn an_image_without_firmware_round_trips() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t");
+        let mut m = sample();
+        m.arch = "x86_64".into();
+        m.kernel = "bzImage".into();
+        m.firmware = PathBuf::new();
+        save(&dir, &m).unwrap();
+        let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        assert!(!text.contains("firmware"), "{text}");
+        for f in ["bzImage", "initrd.gz"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        let loaded = load_from(root.path(), "t").unwrap();
+        assert_eq!(loaded.firmware(), None);
+        assert_eq!(loaded.kernel, dir.join("bzImage"));
+        let mut with = sample();
+        with.firmware = "fw_dynamic.bin".into();
+        let with = with.absolutize(&dir);
+        assert_eq!(with.firmware(), Some(dir.join("fw_dynamic.bin").as_path()));
     }
 }

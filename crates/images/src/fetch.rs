@@ -1,5 +1,5 @@
-//! `vessel image fetch debian-riscv64`: from the signed archive index to a
-//! bootable kernel, firmware and initramfs in the cache.
+//! `vessel image fetch debian-riscv64|debian-amd64`: from the signed archive
+//! index to a bootable kernel, firmware (riscv64) and initramfs in the cache.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -15,8 +15,75 @@ use crate::kernel::{self, ModuleTree};
 use crate::release;
 use crate::{ImageError, sources};
 
-/// The one image vessel knows how to build today.
+/// Debian's riscv64 kernel, OpenSBI and busybox, for the emulator.
 pub const DEBIAN_RISCV64: &str = "debian-riscv64";
+/// Debian's x86-64 cloud kernel and busybox, for the microvm on KVM.
+pub const DEBIAN_AMD64: &str = "debian-amd64";
+
+/// What an image is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub name: &'static str,
+    /// Debian's name of the architecture (`binary-<arch>` in the archive).
+    pub debian_arch: &'static str,
+    /// vessel's name of the guest architecture (`vessel run --arch`).
+    pub arch: &'static str,
+    /// The kernel metapackage; the versioned package it depends on ends in
+    /// `-<flavour>`.
+    pub kernel_meta: &'static str,
+    pub flavour: &'static str,
+    /// The boot firmware's package and the paths tried in it (riscv64:
+    /// OpenSBI's fw_dynamic.bin); `None` when the board needs none.
+    pub firmware: Option<(&'static str, &'static [&'static str])>,
+    /// The kernel's file name in the image directory.
+    pub kernel_file: &'static str,
+    /// Suggested kernel command line.
+    pub cmdline: &'static str,
+}
+
+/// Every image vessel can fetch.
+pub const IMAGES: &[ImageSpec] = &[
+    ImageSpec {
+        name: DEBIAN_RISCV64,
+        debian_arch: "riscv64",
+        arch: "riscv64",
+        kernel_meta: "linux-image-riscv64",
+        flavour: "riscv64",
+        firmware: Some((
+            "opensbi",
+            &[
+                "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
+                "/usr/share/opensbi/lp64/generic/firmware/fw_dynamic.bin",
+            ],
+        )),
+        kernel_file: "Image",
+        cmdline: "console=ttyS0",
+    },
+    // The cloud flavour: the smallest Debian kernel for virtual machines. It
+    // has `virtio_mmio` as a module without `virtio_mmio.device=` support
+    // and no MP-table parser, so the microvm describes its CPUs and virtio
+    // devices in ACPI tables (docs/kvm.md).
+    ImageSpec {
+        name: DEBIAN_AMD64,
+        debian_arch: "amd64",
+        arch: "x86_64",
+        kernel_meta: "linux-image-cloud-amd64",
+        flavour: "cloud-amd64",
+        firmware: None,
+        kernel_file: "bzImage",
+        cmdline: "console=ttyS0 reboot=k panic=1 pci=off",
+    },
+];
+
+/// The image called `name`.
+pub fn spec(name: &str) -> Result<&'static ImageSpec, ImageError> {
+    IMAGES
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ImageError::Unknown {
+            name: name.to_owned(),
+        })
+}
 /// Debian release the image is built from.
 pub const SUITE: &str = "trixie";
 /// Kernel modules the image loads (with their dependencies); built-in ones
@@ -62,11 +129,7 @@ fn basename(filename: &str) -> &str {
 
 /// Fetch and build image `name` into the cache; returns its manifest (absolute paths).
 pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
-    if name != DEBIAN_RISCV64 {
-        return Err(ImageError::Unknown {
-            name: name.to_owned(),
-        });
-    }
+    let spec = spec(name)?;
     let say = |msg: &str| {
         if opts.verbose {
             eprintln!("{msg}");
@@ -119,7 +182,8 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     ));
 
     // 2. The package index, checked against the signed Release.
-    let index_rel = "main/binary-riscv64/Packages.xz";
+    let index_rel = format!("main/binary-{}/Packages.xz", spec.debian_arch);
+    let index_rel = index_rel.as_str();
     let (size, sha256) = rel.index(index_rel)?;
     let index_expect = Expected { size, sha256 };
     let index_path = dir.join("Packages.xz");
@@ -133,14 +197,20 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     let reader = BufReader::new(liblzma::read::XzDecoder::new(BufReader::new(
         File::open(&index_path).map_err(io_err(&index_path))?,
     )));
+    let fw_package = spec.firmware.map(|(p, _)| p);
     let packages = index::parse_packages(reader, &index_url, |n| {
-        n.starts_with("linux-image-") || n == "opensbi" || n == "busybox-static"
+        n.starts_with("linux-image-") || Some(n) == fw_package || n == "busybox-static"
     })?;
-    let kernel_pkg =
-        index::resolve_kernel(&packages, "linux-image-riscv64", "riscv64", &index_url)?;
-    let opensbi = index::find(&packages, "opensbi", &index_url)?;
+    let kernel_pkg = index::resolve_kernel(&packages, spec.kernel_meta, spec.flavour, &index_url)?;
+    let firmware_pkg = match fw_package {
+        Some(p) => Some(index::find(&packages, p, &index_url)?),
+        None => None,
+    };
     let busybox = index::find(&packages, "busybox-static", &index_url)?;
-    let wanted: Vec<&PackageEntry> = vec![kernel_pkg, opensbi, busybox];
+    let wanted: Vec<&PackageEntry> = [Some(kernel_pkg), firmware_pkg, Some(busybox)]
+        .into_iter()
+        .flatten()
+        .collect();
 
     // 3. The packages, each checked against the index.
     let mut keep = HashSet::new();
@@ -176,7 +246,7 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     }
 
     // 4. Unpack what the image needs.
-    say("unpacking the kernel, its modules, OpenSBI and busybox");
+    say("unpacking the kernel, its modules, the firmware if any, and busybox");
     let kdeb = debs_dir.join(basename(&kernel_pkg.filename));
     let kfiles = deb::extract(&kdeb, |p| {
         p.starts_with("/boot/vmlinu")
@@ -197,7 +267,10 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
         .trim_start_matches("/boot/vmlinux-")
         .trim_start_matches("/boot/vmlinuz-")
         .to_owned();
-    let image = kernel::to_raw_image(kdata.clone(), kpath)?;
+    let image = match spec.debian_arch {
+        "riscv64" => kernel::to_raw_image(kdata.clone(), kpath)?,
+        _ => kernel::check_bzimage(kdata.clone(), kpath)?,
+    };
     let mut tree = ModuleTree {
         package: kernel_pkg.name.clone(),
         ..Default::default()
@@ -217,14 +290,14 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
         .filter(|m| !loaded.contains(m.name.as_str()))
         .collect();
 
-    let fw = take_file(
-        &debs_dir.join(basename(&opensbi.filename)),
-        &opensbi.name,
-        &[
-            "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
-            "/usr/share/opensbi/lp64/generic/firmware/fw_dynamic.bin",
-        ],
-    )?;
+    let fw = match (firmware_pkg, spec.firmware) {
+        (Some(pkg), Some((_, paths))) => Some(take_file(
+            &debs_dir.join(basename(&pkg.filename)),
+            &pkg.name,
+            paths,
+        )?),
+        _ => None,
+    };
     let bb = take_file(
         &debs_dir.join(basename(&busybox.filename)),
         &busybox.name,
@@ -272,11 +345,10 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let writes: [(&str, &[u8]); 3] = [
-        ("parts/busybox", &bb),
-        ("Image", &image),
-        ("fw_dynamic.bin", &fw),
-    ];
+    let mut writes: Vec<(&str, &[u8])> = vec![("parts/busybox", &bb), (spec.kernel_file, &image)];
+    if let Some(fw) = &fw {
+        writes.push(("fw_dynamic.bin", fw));
+    }
     for (rel_path, data) in writes {
         let p = dir.join(rel_path);
         write_atomic(&p, data).map_err(io_err(&p))?;
@@ -286,17 +358,21 @@ pub fn fetch(name: &str, opts: &FetchOptions) -> Result<Manifest, ImageError> {
     let manifest = Manifest {
         format: 1,
         name: name.to_owned(),
-        arch: "riscv64".into(),
+        arch: spec.arch.into(),
         suite: SUITE.into(),
         kernel_version,
-        kernel: "Image".into(),
-        firmware: "fw_dynamic.bin".into(),
+        kernel: spec.kernel_file.into(),
+        firmware: if fw.is_some() {
+            "fw_dynamic.bin".into()
+        } else {
+            PathBuf::new()
+        },
         initrd: "initrd.gz".into(),
         busybox: "parts/busybox".into(),
         modules_dir: "parts/modules".into(),
         modules: modules.iter().map(|m| m.name.clone()).collect(),
         disk_modules: disk_modules.iter().map(|m| m.name.clone()).collect(),
-        cmdline: "console=ttyS0".into(),
+        cmdline: spec.cmdline.into(),
         packages: records,
         created,
     };

@@ -26,6 +26,11 @@ pub enum KernelError {
          package for riscv64?"
     )]
     NotImage { what: String },
+    #[error(
+        "{what} is not an x86-64 bzImage (no \"HdrS\" boot header at 0x202, or no 64-bit \
+         entry); is the package for amd64?"
+    )]
+    NotBzImage { what: String },
     #[error("{what}: cannot decompress ({format}): {message}")]
     Decompress {
         what: String,
@@ -91,6 +96,29 @@ pub fn to_raw_image(data: Vec<u8>, what: &str) -> Result<Vec<u8>, KernelError> {
         Err(KernelError::NotImage {
             what: what.to_owned(),
         })
+    }
+}
+
+/// Offset of the x86 boot protocol's "HdrS" magic, its version, and its
+/// `xloadflags` (bit 0: the kernel has a 64-bit entry point).
+const BZ_HEADER_MAGIC: usize = 0x202;
+const BZ_VERSION: usize = 0x206;
+const BZ_XLOADFLAGS: usize = 0x236;
+
+/// Check that what an amd64 package ships as the kernel is a bzImage the
+/// microvm can enter in long mode (boot protocol 2.12 or later with
+/// `XLF_KERNEL_64`); it is kept as it is.
+pub fn check_bzimage(data: Vec<u8>, what: &str) -> Result<Vec<u8>, KernelError> {
+    let magic = data.get(BZ_HEADER_MAGIC..BZ_HEADER_MAGIC + 4) == Some(b"HdrS".as_slice());
+    let version = data
+        .get(BZ_VERSION..BZ_VERSION + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let xload = data.get(BZ_XLOADFLAGS..BZ_XLOADFLAGS + 2);
+    match (magic, version, xload) {
+        (true, Some(v), Some(x)) if v >= 0x020c && x[0] & 1 != 0 => Ok(data),
+        _ => Err(KernelError::NotBzImage {
+            what: what.to_owned(),
+        }),
     }
 }
 
@@ -289,6 +317,31 @@ mod tests {
         assert!(to_raw_image(b"\x7fELF".to_vec(), "elf").is_err());
         assert!(to_raw_image(Vec::new(), "empty").is_err());
         assert!(to_raw_image(vec![0x1f, 0x8b, 0, 0], "badgz").is_err());
+    }
+
+    /// The first bytes of a bzImage: "HdrS", protocol 2.15, XLF_KERNEL_64.
+    fn fake_bzimage() -> Vec<u8> {
+        let mut img = vec![0u8; 0x400];
+        img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        img[0x236] = 1;
+        img
+    }
+
+    #[test]
+    fn bzimages_with_a_64_bit_entry_are_accepted() {
+        let img = fake_bzimage();
+        assert_eq!(check_bzimage(img.clone(), "bz").unwrap(), img);
+        let mut old = img.clone();
+        old[0x206..0x208].copy_from_slice(&0x020bu16.to_le_bytes());
+        let mut no64 = img.clone();
+        no64[0x236] = 0;
+        for bad in [old, no64, fake_image(), b"HdrS".to_vec(), Vec::new()] {
+            let e = check_bzimage(bad, "vmlinuz").unwrap_err();
+            assert!(matches!(e, KernelError::NotBzImage { .. }), "{e}");
+            assert!(e.to_string().contains("vmlinuz"), "{e}");
+        }
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! `debian-riscv64`: Debian trixie's own riscv64 kernel (`linux-image-riscv64`),
 //! OpenSBI's `fw_dynamic.bin` (`opensbi`) and a busybox initramfs
-//! (`busybox-static` plus the kernel's virtio modules), downloaded from the
-//! Debian archive the host's apt sources name, verified against the archive's
-//! signed index, and cached under `$XDG_CACHE_HOME/vessel/images/`.
+//! (`busybox-static` plus the kernel's virtio modules). `debian-amd64`:
+//! Debian trixie's x86-64 cloud kernel (`linux-image-cloud-amd64`, a bzImage)
+//! and the same initramfs built from amd64 packages. Both are downloaded
+//! from the Debian archive the host's apt sources name, verified against the
+//! archive's signed index, and cached under `$XDG_CACHE_HOME/vessel/images/`.
 //!
 //! ```no_run
 //! let image = vessel_images::load("debian-riscv64")?;
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use cache::{Manifest, PackageRecord};
-pub use fetch::{DEBIAN_RISCV64, FetchOptions, fetch};
+pub use fetch::{DEBIAN_AMD64, DEBIAN_RISCV64, FetchOptions, IMAGES, ImageSpec, fetch};
 pub use initramfs::{InitramfsBuilder, READY_MARKER};
 pub use kernel::Module;
 
@@ -55,7 +57,9 @@ pub enum ImageError {
     Cache(#[from] cache::CacheError),
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
-    #[error("unknown image {name:?}; the images vessel can fetch: {DEBIAN_RISCV64}")]
+    #[error(
+        "unknown image {name:?}; the images vessel can fetch: {DEBIAN_RISCV64}, {DEBIAN_AMD64}"
+    )]
     Unknown { name: String },
     #[error("{url} describes suite {got}, expected {want}; the mirror is misconfigured")]
     WrongSuite {

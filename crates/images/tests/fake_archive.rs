@@ -154,12 +154,16 @@ fn module(dir: &Path, name: &str, deps: &str) -> Vec<u8> {
 }
 
 fn build_deb(dir: &Path, pkg: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let root = dir.join(format!("root-{pkg}"));
+    build_deb_for(dir, "riscv64", pkg, files)
+}
+
+fn build_deb_for(dir: &Path, arch: &str, pkg: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let root = dir.join(format!("root-{arch}-{pkg}"));
     std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
     std::fs::write(
         root.join("DEBIAN/control"),
         format!(
-            "Package: {pkg}\nVersion: 1\nArchitecture: riscv64\nMaintainer: t <t@test.invalid>\n\
+            "Package: {pkg}\nVersion: 1\nArchitecture: {arch}\nMaintainer: t <t@test.invalid>\n\
              Description: test\n"
         ),
     )
@@ -169,7 +173,7 @@ fn build_deb(dir: &Path, pkg: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
     }
-    let deb = dir.join(format!("{pkg}.deb"));
+    let deb = dir.join(format!("{arch}-{pkg}.deb"));
     run(Command::new("dpkg-deb")
         .args(["-Zxz", "--root-owner-group", "--build"])
         .arg(&root)
@@ -283,13 +287,17 @@ fn make_archive(dir: &Path) -> Archive {
 }
 
 fn publish(archive: &Archive, home: &Path, dir: &Path) -> HashMap<String, Vec<u8>> {
+    publish_for(archive, "riscv64", home, dir)
+}
+
+fn publish_for(archive: &Archive, arch: &str, home: &Path, dir: &Path) -> HashMap<String, Vec<u8>> {
     let mut xz = Vec::new();
     liblzma::read::XzEncoder::new(archive.packages_text.as_bytes(), 6)
         .read_to_end(&mut xz)
         .unwrap();
     let release = format!(
         "Origin: Debian\nSuite: stable\nVersion: 13.0\nCodename: trixie\n\
-         Architectures: riscv64\nComponents: main\nSHA256:\n {} {} main/binary-riscv64/Packages.xz\n",
+         Architectures: {arch}\nComponents: main\nSHA256:\n {} {} main/binary-{arch}/Packages.xz\n",
         sha256_hex(&xz),
         xz.len()
     );
@@ -299,7 +307,7 @@ fn publish(archive: &Archive, home: &Path, dir: &Path) -> HashMap<String, Vec<u8
         clearsign(home, &release, dir),
     );
     files.insert(
-        "/debian/dists/trixie/main/binary-riscv64/Packages.xz".into(),
+        format!("/debian/dists/trixie/main/binary-{arch}/Packages.xz"),
         xz,
     );
     files
@@ -490,4 +498,187 @@ fn unknown_image_and_package_missing_from_the_index() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("linux-image-riscv64"), "{e}");
+}
+
+/// The first bytes of an x86-64 bzImage: "HdrS", boot protocol 2.15, and
+/// `XLF_KERNEL_64` in xloadflags.
+fn fake_bzimage() -> Vec<u8> {
+    let mut img = vec![0u8; 8192];
+    img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x236] = 1;
+    img
+}
+
+const KVER_AMD64: &str = "6.12.0-test-cloud-amd64";
+
+/// An amd64 archive shaped like trixie's: the cloud kernel with ext4 and
+/// virtio_console built in and the virtio transports as modules.
+fn make_amd64_archive(dir: &Path, kernel_image: Vec<u8>) -> Archive {
+    let m = format!("/usr/lib/modules/{KVER_AMD64}/kernel");
+    let kpkg = format!("linux-image-{KVER_AMD64}");
+    let kernel = build_deb_for(
+        dir,
+        "amd64",
+        &kpkg,
+        &[
+            (&format!("/boot/vmlinuz-{KVER_AMD64}"), kernel_image),
+            (
+                &format!("/boot/config-{KVER_AMD64}"),
+                b"CONFIG_VIRTIO_MMIO=m\n".to_vec(),
+            ),
+            (
+                &format!("{m}/drivers/virtio/virtio_mmio.ko.xz"),
+                module(dir, "virtio_mmio", ""),
+            ),
+            (
+                &format!("{m}/drivers/block/virtio_blk.ko.xz"),
+                module(dir, "virtio_blk", ""),
+            ),
+            (
+                &format!("{m}/drivers/net/virtio_net.ko.xz"),
+                module(dir, "virtio_net", "net_failover"),
+            ),
+            (
+                &format!("{m}/drivers/net/net_failover.ko.xz"),
+                module(dir, "net_failover", "failover"),
+            ),
+            (
+                &format!("{m}/net/core/failover.ko.xz"),
+                module(dir, "failover", ""),
+            ),
+            (
+                &format!("{m}/drivers/char/hw_random/virtio-rng.ko.xz"),
+                module(dir, "virtio_rng", ""),
+            ),
+            (
+                &format!("/usr/lib/modules/{KVER_AMD64}/modules.builtin"),
+                b"kernel/drivers/char/virtio_console.ko\nkernel/fs/ext4/ext4.ko\n\
+                  kernel/crypto/crc32c_generic.ko\n"
+                    .to_vec(),
+            ),
+        ],
+    );
+    let busybox = build_deb_for(
+        dir,
+        "amd64",
+        "busybox-static",
+        &[("/usr/bin/busybox", b"fake amd64 busybox".to_vec())],
+    );
+    let mut files = HashMap::new();
+    let mut packages_text = String::new();
+    let mut stanza = |name: &str, depends: &str, data: &[u8]| {
+        let filename = format!("pool/main/t/{name}_1_amd64.deb");
+        packages_text.push_str(&format!(
+            "Package: {name}\nVersion: 1\nArchitecture: amd64\n{depends}Filename: {filename}\n\
+             Size: {}\nSHA256: {}\n\n",
+            data.len(),
+            sha256_hex(data)
+        ));
+        files.insert(format!("/debian/{filename}"), data.to_vec());
+    };
+    stanza("busybox-static", "", &busybox);
+    // The generic flavour is there too, and must not be taken.
+    stanza(
+        "linux-image-amd64",
+        "Depends: linux-image-6.12.0-test-amd64 (= 1)\n",
+        b"meta",
+    );
+    stanza(
+        "linux-image-cloud-amd64",
+        &format!("Depends: {kpkg} (= 1)\n"),
+        b"meta",
+    );
+    stanza(&kpkg, "Depends: kmod\n", &kernel);
+    Archive {
+        files,
+        packages_text,
+    }
+}
+
+#[test]
+fn fetch_debian_amd64_from_a_fake_signed_archive() {
+    for tool in ["gpg", "gpgv", "dpkg-deb", "cc"] {
+        if !have(tool) {
+            eprintln!("SKIP: {tool} is not installed (gnupg, gpgv, dpkg, build-essential)");
+            return;
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (home, keyring) = make_key(dir, "archive");
+    let _agent = Agent(home.clone());
+    let archive = make_amd64_archive(dir, fake_bzimage());
+    let (base, hits) = serve(publish_for(&archive, "amd64", &home, dir));
+    let cache = dir.join("cache");
+    let opts = FetchOptions {
+        mirror: Some(base),
+        cache_root: Some(cache.clone()),
+        keyrings: Some(vec![keyring.clone()]),
+        ..Default::default()
+    };
+    let m = vessel_images::fetch(vessel_images::DEBIAN_AMD64, &opts).unwrap();
+    assert_eq!(m.name, "debian-amd64");
+    assert_eq!(m.arch, "x86_64");
+    assert_eq!(m.kernel_version, KVER_AMD64);
+    assert_eq!(m.kernel, cache.join("debian-amd64/bzImage"));
+    assert_eq!(std::fs::read(&m.kernel).unwrap(), fake_bzimage());
+    assert_eq!(m.firmware(), None);
+    assert!(m.cmdline.contains("console=ttyS0") && m.cmdline.contains("reboot=k"));
+    // Built-in modules (virtio_console, ext4, crc32c) are not carried.
+    assert_eq!(
+        m.modules,
+        vec![
+            "virtio_mmio",
+            "virtio_blk",
+            "failover",
+            "net_failover",
+            "virtio_net",
+            "virtio_rng"
+        ]
+    );
+    assert!(m.disk_modules.is_empty(), "{:?}", m.disk_modules);
+    assert_eq!(
+        m.packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["linux-image-6.12.0-test-cloud-amd64", "busybox-static"]
+    );
+    {
+        let h = hits.lock().unwrap();
+        assert!(h.contains_key("/debian/dists/trixie/main/binary-amd64/Packages.xz"));
+        assert!(!h.keys().any(|p| p.contains("riscv64")), "{h:?}");
+    }
+    let loaded = vessel_images::cache::load_from(&cache, "debian-amd64").unwrap();
+    assert_eq!(loaded, m);
+    let initrd = vessel_images::initramfs_for_disk(&m).unwrap();
+    let paths: Vec<&str> = initrd.paths().collect();
+    for want in [
+        "lib/modules/virtio_mmio.ko",
+        "lib/modules/virtio_blk.ko",
+        "lib/modules/virtio_net.ko",
+        "lib/modules/virtio_rng.ko",
+        "bin/busybox",
+        "init",
+    ] {
+        assert!(paths.contains(&want), "{want} missing: {paths:?}");
+    }
+
+    // A package whose kernel is not a bzImage: one clear error, no manifest.
+    let bad = make_amd64_archive(dir, b"\x7fELF not a bzImage".to_vec());
+    let (base2, _) = serve(publish_for(&bad, "amd64", &home, dir));
+    let cache2 = dir.join("cache2");
+    let e = vessel_images::fetch(
+        vessel_images::DEBIAN_AMD64,
+        &FetchOptions {
+            mirror: Some(base2),
+            cache_root: Some(cache2.clone()),
+            ..opts.clone()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not an x86-64 bzImage"), "{e}");
+    assert!(!cache2.join("debian-amd64/manifest.json").exists());
 }

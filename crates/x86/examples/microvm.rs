@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! microvm --kernel FILE [--initrd FILE] [--append STR] [--memory MIB]
-//!         [--cpus N] [--disk FILE]... [--net tap=NAME[,mac=MAC]]... [--report]
+//!         [--cpus N] [--disk PATH[,ro][,format=raw|qcow2][,serial=ID]]... [--net tap=NAME[,mac=MAC]]... [--report]
 //! ```
 //!
 //! `--report` prints, on stderr when the guest ends, the VMM's resident
@@ -15,12 +15,12 @@ use std::process::ExitCode;
 
 use vessel_devices::net::NetSpec;
 use vessel_machine::vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-use vessel_x86::{DiskConfig, ExitReason, Microvm, NetConfig, VmConfig};
+use vessel_x86::{DiskSpec, ExitReason, Microvm, NetConfig, VmConfig};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: microvm --kernel FILE [--initrd FILE] [--append STR] [--memory MIB] \
-         [--cpus N] [--disk FILE]... [--net tap=NAME[,mac=MAC]]... [--report]"
+         [--cpus N] [--disk PATH[,ro][,format=raw|qcow2][,serial=ID]]... [--net tap=NAME[,mac=MAC]]... [--report]"
     );
     ExitCode::from(2)
 }
@@ -76,11 +76,12 @@ fn main() -> ExitCode {
                 Some(n) => config.vcpus = n,
                 None => return usage(),
             },
-            "--disk" => match value() {
-                Some(p) => config.disks.push(DiskConfig {
-                    path: p.into(),
-                    read_only: false,
-                }),
+            "--disk" => match value().map(|v| v.parse::<DiskSpec>()) {
+                Some(Ok(spec)) => config.disks.push(spec),
+                Some(Err(e)) => {
+                    eprintln!("microvm: {e}");
+                    return ExitCode::from(2);
+                }
                 None => return usage(),
             },
             "--net" => {

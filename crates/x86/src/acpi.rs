@@ -18,7 +18,7 @@ use acpi_tables::xsdt::XSDT;
 use vessel_machine::GuestMemoryMmap;
 use vessel_machine::vm_memory::{Bytes, GuestAddress};
 
-use crate::layout::{APIC_START, IOAPIC_START, ZERO_PAGE_START};
+use crate::layout::{APIC_START, IOAPIC_ID, IOAPIC_START, ZERO_PAGE_START};
 use crate::legacy::{SERIAL_IRQ, SERIAL_PORT};
 use crate::vm::MmioSlot;
 
@@ -127,7 +127,7 @@ pub fn build(cpus: u8, virtio: &[MmioSlot]) -> Result<AcpiTables, AcpiError> {
     for id in 0..cpus {
         madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
     }
-    madt.add_structure(IoApic::new(cpus, IOAPIC_START as u32, 0));
+    madt.add_structure(IoApic::new(IOAPIC_ID, IOAPIC_START as u32, 0));
     let madt = bytes(&madt);
 
     let xsdt_addr = align(madt_addr + madt.len() as u64);
@@ -270,6 +270,138 @@ mod tests {
             if name == "dsdt" {
                 assert!(dsl.contains("LNRO0005") && dsl.contains("PNP0501"), "{dsl}");
             }
+        }
+    }
+
+    /// Run `iasl -d` on `table`; the `.dsl` text, or `None` (with a note)
+    /// where iasl is not installed.
+    fn disassemble(table: &[u8], name: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{name}.dat"));
+        std::fs::write(&path, table).unwrap();
+        let out = match std::process::Command::new("iasl")
+            .arg("-d")
+            .arg(&path)
+            .current_dir(dir.path())
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("SKIPPED iasl check: cannot run iasl ({e}); install acpica-tools");
+                return None;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "iasl -d {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(std::fs::read_to_string(dir.path().join(format!("{name}.dsl"))).unwrap())
+    }
+
+    /// The hex number on the first line of `block` that contains `marker`.
+    fn hex_on_line(block: &str, marker: &str) -> Option<u64> {
+        let line = block.lines().find(|l| l.contains(marker))?;
+        let at = line.find("0x")?;
+        let digits: String = line[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        u64::from_str_radix(&digits, 16).ok()
+    }
+
+    #[test]
+    fn iasl_shows_every_virtio_device_with_its_window_and_gsi() {
+        // As the board hands them out: disks, cards, console, rng.
+        let slots: Vec<MmioSlot> = (0..4).map(|n| crate::vm::virtio_slot(n).unwrap()).collect();
+        let Some(dsl) = disassemble(&dsdt(&slots), "dsdt") else {
+            return;
+        };
+        let blocks: Vec<&str> = dsl.split("Device (").skip(1).collect();
+        let com1 = blocks
+            .iter()
+            .find(|b| b.starts_with("_SB.COM1)"))
+            .unwrap_or_else(|| panic!("{dsl}"));
+        assert!(com1.contains("\"PNP0501\"") || com1.contains("EisaId (\"PNP0501\")"));
+        assert_eq!(hex_on_line(com1, "// Range Minimum"), Some(0x3f8));
+        let virtio: Vec<&&str> = blocks.iter().filter(|b| b.starts_with("_SB.V")).collect();
+        assert_eq!(virtio.len(), slots.len(), "{dsl}");
+        let mut uids = Vec::new();
+        for (n, (slot, block)) in slots.iter().zip(virtio).enumerate() {
+            assert!(block.starts_with(&format!("_SB.V{n:03X})")), "{block}");
+            assert!(block.contains("Name (_HID, \"LNRO0005\")"), "{block}");
+            assert!(block.contains("Name (_CCA, One)"), "{block}");
+            let uid = block
+                .lines()
+                .find(|l| l.contains("Name (_UID,"))
+                .unwrap()
+                .to_owned();
+            assert!(!uids.contains(&uid), "two devices share {uid}");
+            uids.push(uid);
+            assert!(block.contains("Memory32Fixed (ReadWrite,"), "{block}");
+            assert_eq!(hex_on_line(block, "// Address Base"), Some(slot.base));
+            assert_eq!(hex_on_line(block, "// Address Length"), Some(slot.len));
+            // The interrupt: the slot's GSI, edge-triggered and active high
+            // as the IOAPIC pin is programmed for virtio-mmio.
+            let irq = &block[block.find("Interrupt (").expect(block)..];
+            let header = irq.lines().next().unwrap();
+            assert!(
+                header.contains("ResourceConsumer, Edge, ActiveHigh, Exclusive"),
+                "{header}"
+            );
+            let gsi = irq.lines().nth(2).unwrap().trim().trim_end_matches(',');
+            assert_eq!(gsi, format!("0x{:08X}", slot.gsi), "{irq}");
+        }
+        assert_eq!(slots[0].gsi, 5);
+        assert_eq!(slots[0].base, crate::layout::VIRTIO_MMIO_START);
+    }
+
+    /// The IOAPIC entries of the MP table and the MADT: (id, address), and
+    /// the MP table's interrupt entries' destination IOAPIC ids.
+    fn ioapic_in_mptable(t: &[u8]) -> ((u8, u32), Vec<u8>) {
+        let c = &t[16..];
+        let n = u16::from_le_bytes([c[34], c[35]]);
+        let (mut off, mut ioapic, mut dest) = (44, None, Vec::new());
+        for _ in 0..n {
+            match c[off] {
+                0 => off += 20,
+                2 => {
+                    ioapic = Some((c[off + 1], u32_at(c, off + 4)));
+                    off += 8;
+                }
+                3 => {
+                    dest.push(c[off + 6]);
+                    off += 8;
+                }
+                _ => off += 8,
+            }
+        }
+        (ioapic.expect("an IOAPIC entry"), dest)
+    }
+
+    fn ioapic_in_madt(madt: &[u8]) -> (u8, u32) {
+        let mut off = 44;
+        while off < madt.len() {
+            if madt[off] == 1 {
+                return (madt[off + 2], u32_at(madt, off + 4));
+            }
+            off += usize::from(madt[off + 1]);
+        }
+        panic!("no IOAPIC in the MADT");
+    }
+
+    #[test]
+    fn the_mp_table_and_the_madt_name_the_same_ioapic() {
+        for cpus in [1u8, 2, 4, crate::mptable::MAX_VCPUS] {
+            let mp = crate::mptable::build(usize::from(cpus), crate::layout::EBDA_START).unwrap();
+            let (mp_ioapic, dest) = ioapic_in_mptable(&mp);
+            let t = build(cpus, &slots(2)).unwrap().tables;
+            let (_, madt) = t.iter().find(|(_, b)| b.starts_with(b"APIC")).unwrap();
+            let madt_ioapic = ioapic_in_madt(madt);
+            assert_eq!(mp_ioapic, madt_ioapic, "{cpus} vCPUs");
+            assert_eq!(madt_ioapic, (IOAPIC_ID, IOAPIC_START as u32));
+            assert_eq!(dest.len(), usize::from(crate::mptable::IOAPIC_PINS));
+            assert!(dest.iter().all(|&d| d == IOAPIC_ID), "{dest:?}");
         }
     }
 

@@ -42,6 +42,13 @@ pub const VIRTIO_MMIO_SLOT: u64 = 0x1000;
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// IOAPIC and local APIC MMIO bases.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
+/// The IOAPIC's id, as both the MP table and the MADT give it: 0, the value
+/// of KVM's in-kernel IOAPIC id register after reset (QEMU's MADT says the
+/// same). Nothing rewrites that register, so a guest that reads it finds
+/// what the tables say. IOAPIC ids and local APIC ids are separate name
+/// spaces on every CPU since the Pentium 4 (xAPIC), so 0 does not clash
+/// with the boot vCPU.
+pub const IOAPIC_ID: u8 = 0;
 pub const APIC_START: u64 = 0xfee0_0000;
 
 /// e820 entry types.

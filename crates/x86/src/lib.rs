@@ -27,8 +27,9 @@ pub mod notify;
 pub mod vm;
 
 pub use boot::{BootError, BootInfo, KernelFormat};
+pub use vessel_devices::block::DiskSpec;
 pub use vessel_kvm::{ExitReason, IrqFd, VmControl};
 pub use vm::{
-    DEFAULT_CMDLINE, DiskConfig, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, SerialInput,
-    VmConfig, run_vm,
+    DEFAULT_CMDLINE, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, SerialInput, VmConfig,
+    run_vm,
 };

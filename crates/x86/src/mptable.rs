@@ -5,7 +5,7 @@
 use vessel_machine::GuestMemoryMmap;
 use vessel_machine::vm_memory::{Bytes, GuestAddress};
 
-use crate::layout::{APIC_START, EBDA_START, IOAPIC_START};
+use crate::layout::{APIC_START, EBDA_START, IOAPIC_ID, IOAPIC_START};
 
 /// Most vCPUs the microvm describes (Firecracker's limit; the table must fit
 /// in the 1 KiB EBDA).
@@ -46,7 +46,7 @@ pub fn build(cpus: usize, base: u64) -> Result<Vec<u8>, MpTableError> {
     if cpus == 0 || cpus > usize::from(MAX_VCPUS) {
         return Err(MpTableError::TooManyCpus(cpus));
     }
-    let ioapic_id = cpus as u8 + 1;
+    let ioapic_id = IOAPIC_ID;
     let config_addr = base + 16;
     let mut entries = Vec::new();
     let mut count: u16 = 0;

@@ -11,9 +11,8 @@ use vessel_kvm::{
 };
 use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory};
 
-use vessel_devices::block::{BlockError, DiskOptions, open_disk};
+use vessel_devices::block::{BlockError, DiskSpec};
 use vessel_devices::net::FrameBackend;
-use vessel_devices::virtio::block::{Block, BlockOptions};
 use vessel_devices::virtio::net::{Net, NetError};
 use vessel_devices::{VirtioDevice, VirtioMmio};
 
@@ -133,14 +132,6 @@ impl SerialInput {
     }
 }
 
-/// A virtio-blk disk for the guest.
-#[derive(Debug, Clone)]
-pub struct DiskConfig {
-    /// Raw (or, with `format`, qcow2) disk image.
-    pub path: PathBuf,
-    pub read_only: bool,
-}
-
 /// What to run.
 pub struct VmConfig {
     /// ELF vmlinux or bzImage.
@@ -158,10 +149,15 @@ pub struct VmConfig {
     /// Where its input comes from (stdin for an interactive console): read
     /// on a `vessel-serial-in` thread. `None`: no console input.
     pub serial_in: Option<Box<dyn std::io::Read + Send>>,
-    /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
-    pub disks: Vec<DiskConfig>,
+    /// virtio-blk disks, in the order the guest sees them (vda, vdb, …):
+    /// raw or qcow2 images, read-only or not, with a serial or not, as
+    /// `vessel run --disk PATH[,ro][,format=raw|qcow2][,serial=ID]` gives them.
+    pub disks: Vec<DiskSpec>,
     /// virtio-net cards, after the disks in the virtio-mmio slots.
     pub nets: Vec<NetConfig>,
+    /// Further virtio devices (a virtio-console, a virtio-rng, …), after the
+    /// network cards in the virtio-mmio slots.
+    pub virtio: Vec<Box<dyn VirtioDevice>>,
     /// Describe the machine in ACPI tables too (CPUs, IOAPIC, COM1, virtio
     /// slots), for kernels without MP-table or `virtio_mmio.device=` support.
     pub acpi: bool,
@@ -185,6 +181,7 @@ impl VmConfig {
             serial_in: None,
             disks: Vec::new(),
             nets: Vec::new(),
+            virtio: Vec::new(),
             acpi: true,
         }
     }
@@ -202,7 +199,7 @@ pub struct MmioSlot {
 const VIRTIO_FIRST_GSI: u32 = 5;
 
 /// The `n`th virtio-mmio slot.
-fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
+pub(crate) fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
     let base = VIRTIO_MMIO_START + u64::from(n) * VIRTIO_MMIO_SLOT;
     let gsi = VIRTIO_FIRST_GSI + n;
     if gsi >= u32::from(mptable::IOAPIC_PINS) || base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
@@ -294,55 +291,27 @@ impl Microvm {
         let mut virtio_slots = 0;
         let mut slots = Vec::new();
         let mut workers = Vec::new();
+        // Open every disk and card first: a bad one is an error before any
+        // device thread starts.
+        let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
         for disk in &config.disks {
-            let slot = virtio_slot(virtio_slots)?;
-            virtio_slots += 1;
-            slots.push(slot);
-            let disk_err = |source| Error::Disk {
+            let block = disk.open().map_err(|source| Error::Disk {
                 path: disk.path.clone(),
                 source,
-            };
-            let backend = open_disk(
-                &disk.path,
-                &DiskOptions {
-                    read_only: disk.read_only,
-                    format: None,
-                },
-            )
-            .map_err(disk_err)?;
-            let block = Block::new(
-                backend,
-                BlockOptions {
-                    read_only: disk.read_only,
-                    serial: None,
-                },
-            )
-            .map_err(disk_err)?;
-            workers.push(attach_virtio(
-                &vm,
-                &mut buses,
-                &memory,
-                slot,
-                Box::new(block),
-            )?);
-            cmdline.push_str(&format!(
-                " virtio_mmio.device=4K@{:#x}:{}",
-                slot.base, slot.gsi
-            ));
+            })?;
+            devices.push(Box::new(block));
         }
         for (index, net) in config.nets.into_iter().enumerate() {
+            let dev =
+                Net::new(net.backend, net.mac).map_err(|source| Error::Net { index, source })?;
+            devices.push(Box::new(dev));
+        }
+        devices.extend(config.virtio);
+        for device in devices {
             let slot = virtio_slot(virtio_slots)?;
             virtio_slots += 1;
             slots.push(slot);
-            let dev =
-                Net::new(net.backend, net.mac).map_err(|source| Error::Net { index, source })?;
-            workers.push(attach_virtio(
-                &vm,
-                &mut buses,
-                &memory,
-                slot,
-                Box::new(dev),
-            )?);
+            workers.push(attach_virtio(&vm, &mut buses, &memory, slot, device)?);
             cmdline.push_str(&format!(
                 " virtio_mmio.device=4K@{:#x}:{}",
                 slot.base, slot.gsi

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Capture, build_guest, config, kvm_usable, run_guarded};
-use vessel_x86::{DiskConfig, ExitReason, Microvm};
+use vessel_x86::{DiskSpec, ExitReason, Microvm};
 
 #[test]
 fn the_guest_walks_the_acpi_tables_and_counts_its_cpus() {
@@ -20,9 +20,11 @@ fn the_guest_walks_the_acpi_tables_and_counts_its_cpus() {
     let capture = Capture::default();
     let mut cfg = config(&guest, &capture);
     cfg.vcpus = 3;
-    cfg.disks.push(DiskConfig {
+    cfg.disks.push(DiskSpec {
         path: disk,
         read_only: true,
+        format: None,
+        serial: None,
     });
     let vm = Microvm::new(cfg).expect("the microvm builds");
     let reason = run_guarded(vm, &capture);

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use vessel_boards::console::{ConsoleOutput, RawTerminal, Seen, on_termination, spawn_input};
-use vessel_devices::block::Format;
-use vessel_x86::{
-    DEFAULT_CMDLINE, DiskConfig, ExitReason, Microvm, NetConfig, VmConfig, VmControl,
-};
+use vessel_devices::virtio::console::Console;
+use vessel_devices::virtio::rng::Rng;
+use vessel_x86::{DEFAULT_CMDLINE, ExitReason, Microvm, NetConfig, VmConfig, VmControl};
 
 use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine};
 
@@ -45,27 +44,6 @@ fn slow_kvm_warning() -> Option<String> {
     ))
 }
 
-/// A `--disk` for the microvm, which takes raw images without serials.
-fn disk_config(spec: &vessel_devices::block::DiskSpec) -> anyhow::Result<DiskConfig> {
-    let path = spec.path.display();
-    if spec.format == Some(Format::Qcow2) {
-        bail!(
-            "--disk {path},format=qcow2: the x86_64 microvm takes raw disk images only; \
-             convert it with `qemu-img convert -O raw {path} disk.raw`"
-        );
-    }
-    if let Some(serial) = &spec.serial {
-        bail!(
-            "--disk {path},serial={serial}: the x86_64 microvm does not pass disk serials; \
-             drop serial="
-        );
-    }
-    Ok(DiskConfig {
-        path: spec.path.clone(),
-        read_only: spec.read_only,
-    })
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.engine == Engine::Emu {
         bail!("--engine emu: vessel has no x86_64 emulator; use --engine kvm (or auto)");
@@ -76,23 +54,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              (Linux boot protocol); drop --firmware"
         );
     }
-    if args.console == ConsoleKind::Virtio {
-        bail!(
-            "--console virtio: the x86_64 microvm has no virtio-console yet; its console is \
-             the serial port (console=ttyS0)"
-        );
-    }
-    if args.rng {
-        bail!("--rng: the x86_64 microvm has no virtio-rng yet; drop --rng");
-    }
     let Some(kernel) = args.kernel.clone() else {
         bail!("--kernel FILE is missing: an x86_64 guest needs an ELF vmlinux or a bzImage");
     };
-    let disks = args
-        .disks
-        .iter()
-        .map(disk_config)
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut nets = Vec::new();
     for spec in &args.nets {
         nets.push(NetConfig::tap(spec).with_context(|| format!("--net tap={}", spec.tap))?);
@@ -104,10 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{warning}");
     }
 
-    // Serial output on stdout, watched for the kernel's panic report.
+    // Console output (the serial port's, and hvc0's with --console virtio)
+    // on stdout, watched for the kernel's panic report.
     let control_cell: Arc<OnceLock<VmControl>> = Arc::default();
     let panic_line: Arc<Mutex<Option<String>>> = Arc::default();
-    let serial_out = {
+    let watched_stdout = || {
         let control_cell = control_cell.clone();
         let panic_line = panic_line.clone();
         ConsoleOutput::new(
@@ -125,6 +90,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }),
         )
     };
+    let serial_out = watched_stdout();
+    // The same virtio devices as on riscv64, after the disks and cards.
+    let mut virtio: Vec<Box<dyn vessel_devices::VirtioDevice>> = Vec::new();
+    let mut console_in = None;
+    if args.console == ConsoleKind::Virtio {
+        let (reader, writer) =
+            std::io::pipe().context("cannot create a pipe for virtio-console input")?;
+        let console = Console::new(Box::new(watched_stdout()), Some(Box::new(reader)))?;
+        virtio.push(Box::new(console));
+        console_in = Some(writer);
+    }
+    if args.rng {
+        virtio.push(Box::new(Rng::new()));
+    }
 
     let mut config = VmConfig::new(kernel);
     config.initrd = args.initrd.clone();
@@ -135,8 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.memory = args.memory.unwrap_or(DEFAULT_MEMORY);
     config.vcpus = usize::from(args.cpus);
     config.serial_out = Box::new(serial_out);
-    config.disks = disks;
+    config.disks = args.disks.clone();
     config.nets = nets;
+    config.virtio = virtio;
     let vm = Microvm::new(config)?;
     let control = vm.control();
     let _ = control_cell.set(control.clone());
@@ -153,7 +133,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .context("cannot watch for termination signals")?;
     }
-    {
+    if let Some(mut pipe) = console_in {
+        let quit = control.clone();
+        spawn_input(
+            move |bytes| {
+                // virtio-console holds what the guest has not read yet.
+                let _ = pipe.write_all(bytes);
+            },
+            move || quit.request_exit(ExitReason::Stopped),
+        )
+        .context("cannot start the console input thread")?;
+    } else {
         let control = control.clone();
         let quit = control.clone();
         spawn_input(
