@@ -2,8 +2,8 @@
 //! (Debian's package; config, root, state and socket in a temp dir, no
 //! systemd), imports a busybox rootfs as an OCI image archive built here,
 //! and runs containers with `ctr run --runc-binary <vessel-runtime>`
-//! through containerd's runc shim: output and exit code, exec, an
-//! OOM-killed container (137), kill and rm.
+//! through containerd's runc shim: output and exit code, exec, pause,
+//! resume and ps, an OOM-killed container (137), kill and rm.
 
 mod clients;
 mod common;
@@ -349,6 +349,22 @@ fn ctr_runs_execs_oom_kills_and_removes_through_vessel_runtime() {
         String::from_utf8_lossy(&o.stdout).contains("exec sees sleep1000"),
         "{}",
         show(&o)
+    );
+
+    // Pause, resume and ps go through the runtime too.
+    c.ctr_ok(&["task", "pause", "vt-exec"]);
+    c.wait_task("vt-exec", "PAUSED");
+    let paused: serde_json::Value =
+        serde_json::from_slice(&c.runtime(&["state", "vt-exec"]).stdout).expect("state json");
+    assert_eq!(paused["status"], "paused");
+    c.ctr_ok(&["task", "resume", "vt-exec"]);
+    c.wait_task("vt-exec", "RUNNING");
+    let ps = c.ctr_ok(&["task", "ps", "vt-exec"]);
+    let init = st["pid"].as_i64().expect("pid").to_string();
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(init.as_str())),
+        "ctr task ps lists the init {init}: {ps}"
     );
 
     // Kill and rm: the task stops with 137 and everything is removed.
