@@ -296,10 +296,21 @@ fn errors_match_runc() {
         assert_eq!(rt.state(&id)["status"], "running", "{}: unchanged", rt.name);
         // Signal 0 only checks that the container runs.
         rt.ok(&["kill", &id, "0"]);
+        rt.ok(&["pause", &id]);
+        assert_eq!(rt.state(&id)["status"], "paused", "{}", rt.name);
+        fails(&["pause", &id], "pause of a paused container");
+        rt.ok(&["resume", &id]);
+        assert_eq!(rt.state(&id)["status"], "running", "{}", rt.name);
+        fails(&["resume", &id], "resume of a running container");
+        let o = rt.rt(&["exec", &id, "sh", "-c", "exit 7"]);
+        assert_eq!(o.status.code(), Some(7), "{}: exec's exit code", rt.name);
         rt.ok(&["kill", &id, "KILL"]);
         rt.wait_stopped(&id);
         fails(&["kill", &id, "KILL"], "kill of a stopped container");
         fails(&["start", &id], "start of a stopped container");
+        fails(&["pause", &id], "pause of a stopped container");
+        fails(&["resume", &id], "resume of a stopped container");
+        fails(&["exec", &id, "true"], "exec in a stopped container");
         rt.ok(&["delete", &id]);
         fails(&["state", &unknown], "state of an unknown id");
         fails(&["start", &unknown], "start of an unknown id");
