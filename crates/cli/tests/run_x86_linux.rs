@@ -128,7 +128,7 @@ fn root_disk(m: &Manifest, dir: &Path) -> PathBuf {
         b"#!/bin/sh\n\
           echo \"report-kernel=$(uname -r)\"\n\
           echo \"report-cpus=$(nproc)\"\n\
-          echo \"report-root=$(awk '$2 == \"/\" { print $1 }' /proc/mounts)\"\n\
+          echo \"report-root=$(awk '$2 == \"/\" { r = $1 } END { print r }' /proc/mounts)\"\n\
           echo \"report-disk-file=$(cat /etc/vessel/on-disk)\"\n\
           echo \"report-virtio=$(ls /sys/bus/virtio/devices | wc -l)\"\n\
           echo \"report-hwrng=$(head -c 64 /dev/hwrng | wc -c)\"\n\
