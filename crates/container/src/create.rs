@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -109,48 +109,6 @@ fn clone_process(flags: CloneFlags) -> std::io::Result<i32> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(pid as i32)
-}
-
-/// Whether orphans of this process would be reaped by our caller (a
-/// subreaper such as containerd's shim or conmon) rather than by init. We
-/// fork a child that forks a grandchild and exits; the grandchild reports
-/// its new parent once the pidfd of its old parent says it is gone.
-fn caller_is_subreaper() -> bool {
-    let caller = nix::unistd::getppid().as_raw();
-    if caller <= 1 {
-        return false;
-    }
-    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-        return false;
-    };
-    // SAFETY: this process is single-threaded; the children only call
-    // async-signal-safe functions and _exit.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(r);
-            let me = nix::unistd::getpid().as_raw();
-            // SAFETY: as above.
-            if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
-                if nix::unistd::getppid().as_raw() == me
-                    && let Some(fd) = hooks::pidfd_open(me)
-                {
-                    hooks::wait_pidfd(&fd, -1);
-                }
-                let now = nix::unistd::getppid().as_raw();
-                let _ = nix::unistd::write(&w, &now.to_ne_bytes());
-            }
-            // SAFETY: end the helper without running destructors.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            drop(w);
-            let _ = nix::sys::wait::waitpid(child, None);
-            let mut buf = [0u8; 4];
-            let n = nix::unistd::read(r.as_raw_fd(), &mut buf).unwrap_or(0);
-            n == 4 && i32::from_ne_bytes(buf) == caller
-        }
-        Err(_) => false,
-    }
 }
 
 /// Cleans up a half-made container when `create` fails.
@@ -304,6 +262,18 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
             .create_runtime()
             .as_ref()
             .is_some_and(|h| !h.is_empty());
+    // The init waits for a go from this process only when it needs
+    // something from it: id maps written (new user namespace) or the state
+    // JSON for its hooks. Otherwise it builds the container meanwhile.
+    let wait_go = new_userns
+        || hooks
+            .create_container()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+        || hooks
+            .start_container()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty());
     let ctx = InitCtx {
         spec: spec.clone(),
         bundle: bundle.clone(),
@@ -320,12 +290,26 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         extra_env,
         has_runtime_hooks,
         lock_fd: dir.lock_fd(),
+        join_cgroup: !new_userns,
+        wait_go,
     };
     let lock_fd = dir.lock_fd();
     let (parent_sock, child_sock) = crate::sync::pair()?;
 
-    let monitor = !opts.foreground && !caller_is_subreaper();
-    let pid = if monitor {
+    // The cgroup is made and limited before the init exists; the init then
+    // joins it itself (see `Cgroup::join_self`), which is much cheaper than
+    // this process moving it in. In a new user namespace the init has no
+    // rights on the host's cgroup files, so this process moves it.
+    undo.cgroup = Some(&cgroup);
+    cgroup.create_for(linux.resources().as_ref())?;
+    if let Some(res) = linux.resources() {
+        cgroup.apply(&with_default_devices(
+            res,
+            linux.devices().as_deref().unwrap_or_default(),
+        ))?;
+    }
+
+    let pid = if !opts.foreground {
         spawn_with_monitor(
             ctx,
             child_sock,
@@ -338,22 +322,14 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         spawn(ctx, child_sock, clone_flags, pid_join.as_ref())?
     };
     undo.pid = pid;
-    undo.cgroup = Some(&cgroup);
     let pidfd = if opts.foreground {
         hooks::pidfd_open(pid)
     } else {
         None
     };
 
-    cgroup.create()?;
-    cgroup.add_pid(pid)?;
-    if let Some(res) = linux.resources() {
-        cgroup.apply(&with_default_devices(
-            res,
-            linux.devices().as_deref().unwrap_or_default(),
-        ))?;
-    }
     if new_userns {
+        cgroup.add_pid(pid)?;
         vessel_sandbox::namespaces::write_id_maps(
             pid,
             linux.uid_mappings().as_deref().unwrap_or_default(),
@@ -364,9 +340,11 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     saved.start_time = proc_stat(pid).map(|s| s.1).unwrap_or(0);
     let doc = state_doc(&saved, Status::Creating, None);
     let state_json = serde_json::to_vec(&doc).unwrap_or_default();
-    let mut go = b"go".to_vec();
-    go.extend_from_slice(&state_json);
-    parent_sock.send(&go)?;
+    if wait_go {
+        let mut go = b"go".to_vec();
+        go.extend_from_slice(&state_json);
+        parent_sock.send(&go)?;
+    }
     loop {
         let msg = parent_sock.recv().map_err(|e| match e {
             crate::sync::SyncError::Closed => {
@@ -501,8 +479,14 @@ fn spawn(
 }
 
 /// Forks a small monitor that clones the init, waits for it, and records
-/// its exit status in the state directory (used when no subreaper above us
-/// would collect it). Returns the init's pid.
+/// its exit status in the state directory. Returns the init's pid.
+///
+/// When our caller is a subreaper (containerd's shim, conmon) it must be
+/// the one to reap the init, as with runc. The monitor finds out without
+/// delaying `create`: it waits for this process to exit and looks at its
+/// own new parent. If that is our caller, the caller is a subreaper and
+/// the monitor exits without reaping, so the init (even a zombie one) is
+/// handed to the caller; otherwise it stays and records the status.
 fn spawn_with_monitor(
     ctx: InitCtx,
     child_sock: crate::sync::Sync,
@@ -511,6 +495,8 @@ fn spawn_with_monitor(
     dir: &Path,
     lock_fd: std::os::fd::RawFd,
 ) -> Result<i32> {
+    let creator_pid = nix::unistd::getpid().as_raw();
+    let caller = nix::unistd::getppid().as_raw();
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Io {
         what: "cannot create pipe",
         path: PathBuf::from("pipe"),
@@ -521,6 +507,7 @@ fn spawn_with_monitor(
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(r);
+            let creator = hooks::pidfd_open(creator_pid);
             let _ = nix::unistd::setsid();
             let pid = clone_into(ctx, child_sock, flags, pid_join).unwrap_or(-1);
             let _ = nix::unistd::write(&w, &pid.to_ne_bytes());
@@ -543,9 +530,35 @@ fn spawn_with_monitor(
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
-            // SAFETY: close_range closes this process's own fds from 3 up;
-            // the monitor needs none of them (it only waits and writes a file).
-            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            // Keep only the creator's pidfd, as fd 3: the monitor must not
+            // hold the sync socket or the caller's pipes open.
+            let creator = creator.map(|fd| {
+                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                if raw != 3 {
+                    // SAFETY: dup2 of our own pidfd onto fd 3, then close it.
+                    unsafe {
+                        libc::dup2(raw, 3);
+                        libc::close(raw);
+                    }
+                }
+                // SAFETY: fd 3 now holds the pidfd and nothing else owns it.
+                unsafe { OwnedFd::from_raw_fd(3) }
+            });
+            let first_closed: u32 = if creator.is_some() { 4 } else { 3 };
+            // SAFETY: close_range closes this process's own fds from there
+            // up; the monitor needs none of them.
+            unsafe { libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32) };
+            if caller > 1
+                && let Some(fd) = &creator
+            {
+                hooks::wait_pidfd(fd, -1);
+                if nix::unistd::getppid().as_raw() == caller {
+                    // SAFETY: end the monitor without destructors; the
+                    // caller, a subreaper, inherits the init.
+                    unsafe { libc::_exit(0) }
+                }
+            }
+            drop(creator);
             let status = loop {
                 match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
                     Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,

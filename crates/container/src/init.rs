@@ -2,9 +2,10 @@
 //! (no exec of the runtime binary: the child is already the runtime), so
 //! everything it needs was computed by the parent before the clone.
 //!
-//! Protocol with the parent on the sync socket: wait for `go` (cgroups and
-//! id maps are in place; the message carries the state JSON for hooks),
-//! build the container, optionally ask the parent to run createRuntime
+//! Protocol with the parent on the sync socket: join the cgroup the parent
+//! made, wait for `go` only when needed (id maps of a new user namespace
+//! are written; the message carries the state JSON for createContainer and
+//! startContainer hooks), build the container, optionally ask the parent to run createRuntime
 //! hooks (`hooks` / `go`), report `ready` or `ERR <message>`, then block on
 //! the exec fifo until `start`, and exec the process.
 
@@ -44,6 +45,10 @@ pub struct InitCtx {
     pub has_runtime_hooks: bool,
     /// The parent's state-dir lock fd: closed first thing in the child.
     pub lock_fd: RawFd,
+    /// The init moves itself into `cgroup` (false: the parent does it).
+    pub join_cgroup: bool,
+    /// Wait for the parent's `go` (with the state JSON) before building.
+    pub wait_go: bool,
 }
 
 /// Errors inside init (sent to the parent as text).
@@ -61,6 +66,8 @@ pub enum InitError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] vessel_sandbox::cgroups::CgroupError),
     #[error("{0}")]
     Other(String),
 }
@@ -92,8 +99,15 @@ pub fn main(ctx: InitCtx, sock: Sync) -> ! {
 }
 
 fn setup(ctx: &InitCtx, sock: &Sync) -> Result<(crate::process::Plan, Vec<u8>), InitError> {
-    let go = sock.recv()?;
-    let state_json = go.strip_prefix(b"go".as_slice()).unwrap_or(&[]).to_vec();
+    let state_json = if ctx.wait_go {
+        let go = sock.recv()?;
+        go.strip_prefix(b"go".as_slice()).unwrap_or(&[]).to_vec()
+    } else {
+        Vec::new()
+    };
+    if ctx.join_cgroup {
+        ctx.cgroup.join_self()?;
+    }
     for ns in &ctx.joins {
         ns.join()?;
     }

@@ -164,6 +164,15 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
         })
 }
 
+/// As [`write_file`], but a missing file (a hierarchy where this cgroup
+/// was not created) is skipped.
+fn write_if_exists(path: &Path, value: &str) -> Result<(), CgroupError> {
+    match write_file(path, value) {
+        Err(CgroupError::Write { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
     fs::read_to_string(path).map_err(|source| CgroupError::Read {
         path: path.to_owned(),
@@ -243,14 +252,52 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves process `pid` into this cgroup in every hierarchy.
+    /// Creates the directories that `res` needs. On v1 that is the
+    /// hierarchies every container uses (memory, pids, freezer, devices,
+    /// cpuacct: limits, `ps`, pause, the device policy, stats) plus those
+    /// whose limits `res` sets (cpu, cpuset, blkio, ...). Each extra
+    /// hierarchy costs a mkdir, a join and an rmdir per container; one
+    /// that `update` needs later is made then (see [`Cgroup::apply`]).
+    pub fn create_for(&self, res: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        if let Some(v2) = &self.v2 {
+            return v2::create(v2);
+        }
+        for (h, dir) in &self.v1 {
+            if v1::needed(h, res) {
+                v1::create(h, dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into this cgroup in every hierarchy where the
+    /// cgroup exists.
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         let s = pid.to_string();
         if let Some(v2) = &self.v2 {
             return write_file(&v2.join("cgroup.procs"), &s);
         }
         for (_, dir) in &self.v1 {
-            write_file(&dir.join("cgroup.procs"), &s)?;
+            write_if_exists(&dir.join("cgroup.procs"), &s)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling thread into this cgroup in every hierarchy.
+    ///
+    /// On v1 this writes `0` to each `tasks` file. The kernel moves a
+    /// single thread named as "0" (itself) without taking the global
+    /// threadgroup lock, which costs a full RCU grace period (10-15 ms
+    /// here) for a pid written to `cgroup.procs` by another process. The
+    /// caller must be single-threaded (a freshly cloned container init),
+    /// or its other threads stay behind. On v2 a thread cannot leave its
+    /// process's domain cgroup, so the whole process moves (`cgroup.procs`).
+    pub fn join_self(&self) -> Result<(), CgroupError> {
+        if let Some(v2) = &self.v2 {
+            return write_file(&v2.join("cgroup.procs"), "0");
+        }
+        for (_, dir) in &self.v1 {
+            write_if_exists(&dir.join("tasks"), "0")?;
         }
         Ok(())
     }

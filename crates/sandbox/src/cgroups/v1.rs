@@ -36,6 +36,63 @@ pub(super) fn create(h: &Hierarchy, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Whether a container with resources `res` needs its own cgroup in
+/// hierarchy `h` (see [`super::Cgroup::create_for`]).
+pub(super) fn needed(h: &Hierarchy, res: Option<&LinuxResources>) -> bool {
+    if ["memory", "pids", "freezer", "devices", "cpuacct"]
+        .iter()
+        .any(|c| h.has(c))
+    {
+        return true;
+    }
+    let Some(res) = res else { return false };
+    let cpu = res.cpu().as_ref();
+    (h.has("cpu")
+        && cpu.is_some_and(|c| {
+            c.shares().is_some()
+                || c.quota().is_some()
+                || c.period().is_some()
+                || c.realtime_runtime().is_some()
+                || c.realtime_period().is_some()
+        }))
+        || (h.has("cpuset") && cpu.is_some_and(|c| c.cpus().is_some() || c.mems().is_some()))
+        || (h.has("blkio") && res.block_io().is_some())
+        || (h.has("hugetlb") && res.hugepage_limits().is_some())
+        || (h.has("net_cls")
+            && res
+                .network()
+                .as_ref()
+                .is_some_and(|n| n.class_id().is_some()))
+        || (h.has("net_prio")
+            && res
+                .network()
+                .as_ref()
+                .is_some_and(|n| n.priorities().is_some()))
+        || (h.has("rdma") && res.rdma().is_some())
+}
+
+/// The directory of `controller` for cgroup `cg`, made on first use: a
+/// container created without (say) a cpu limit has no cpu cgroup until
+/// `update` sets one; then the directory is made and the container's
+/// processes are moved in.
+fn ensure<'a>(cg: &'a Cgroup, controller: &str) -> Result<Option<&'a Path>, CgroupError> {
+    let Some((h, dir)) = cg.v1.iter().find(|(h, _)| h.has(controller)) else {
+        return Ok(None);
+    };
+    if !dir.is_dir() {
+        create(h, dir)?;
+        for pid in cg.pids()? {
+            // A process that exited meanwhile is fine.
+            match write_file(&dir.join("cgroup.procs"), &pid.to_string()) {
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::ESRCH) => {}
+                r => r?,
+            }
+        }
+    }
+    Ok(Some(dir))
+}
+
 fn dev_type(t: Option<LinuxDeviceType>) -> char {
     match t {
         Some(LinuxDeviceType::B) => 'b',
@@ -61,7 +118,7 @@ pub(crate) fn device_rule(d: &LinuxDeviceCgroup) -> String {
 
 pub(super) fn apply(cg: &Cgroup, res: &LinuxResources) -> Result<(), CgroupError> {
     let need = |controller: &'static str, field: &'static str| {
-        cg.dir_of(controller).ok_or(CgroupError::Unsupported {
+        ensure(cg, controller)?.ok_or(CgroupError::Unsupported {
             field,
             reason: format!("the host has no {controller} cgroup controller mounted"),
         })
