@@ -2,7 +2,8 @@
 # Container engine benchmark: create + start + delete of a container that
 # runs /bin/true with pid, mount, uts, ipc and network namespaces and a
 # memory limit, N times (default 50), with vessel-runtime and with runc on
-# the same bundle in the same run. Prints both medians and the ratio.
+# the same bundle in the same run, taking turns cycle by cycle. Prints
+# both medians, the ratio and the load average.
 #
 # Usage (root): bench/container/bench.sh [N]
 #   VESSEL_RUNTIME=path  the binary to measure (default: target/release/vessel-runtime)
@@ -39,27 +40,40 @@ cat > "$work/bundle/config.json" <<'JSON'
 }
 JSON
 
-# Times N create+start+delete cycles of runtime $1; prints the median in ms.
-measure() {
-  local rt=$1 name=$2 root="$work/root-$2" i t0 t1
-  local -a times=()
-  for ((i = 0; i < N; i++)); do
-    t0=$EPOCHREALTIME
-    "$rt" --root "$root" create --bundle "$work/bundle" "b$i" </dev/null >/dev/null 2>"$work/err"
-    "$rt" --root "$root" start "b$i" </dev/null >/dev/null 2>>"$work/err"
-    "$rt" --root "$root" delete --force "b$i" </dev/null >/dev/null 2>>"$work/err"
-    t1=$EPOCHREALTIME
-    times+=("$(( (${t1/./} - ${t0/./}) ))")
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk -v n="$N" '{a[NR]=$1} END {m = (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2; printf "%.2f\n", m / 1000}'
+# One create+start+delete cycle of runtime $1 (state under $2, id $3);
+# prints its wall time in microseconds.
+cycle() {
+  local rt=$1 root=$2 id=$3 t0 t1
+  t0=$EPOCHREALTIME
+  "$rt" --root "$root" create --bundle "$work/bundle" "$id" </dev/null >/dev/null 2>"$work/err"
+  "$rt" --root "$root" start "$id" </dev/null >/dev/null 2>>"$work/err"
+  "$rt" --root "$root" delete --force "$id" </dev/null >/dev/null 2>>"$work/err"
+  t1=$EPOCHREALTIME
+  echo $(( ${t1/./} - ${t0/./} ))
 }
 
-vessel_ms=$(measure "$VR" vessel)
+median_ms() {
+  sort -n | awk '{a[NR]=$1} END {n = NR; m = (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2; printf "%.2f\n", m / 1000}'
+}
+
+# The machine may be shared and its load may change during the run: the
+# two runtimes take turns, one cycle each, so both see the same load.
+: >"$work/vessel.us"
+: >"$work/runc.us"
+for ((i = 0; i < N; i++)); do
+  cycle "$VR" "$work/root-vessel" "b$i" >>"$work/vessel.us"
+  if [ -n "$RUNC" ]; then
+    cycle "$RUNC" "$work/root-runc" "b$i" >>"$work/runc.us"
+  fi
+done
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+vessel_ms=$(median_ms <"$work/vessel.us")
 echo "vessel-runtime: median $vessel_ms ms over $N create+start+delete"
 if [ -n "$RUNC" ]; then
-  runc_ms=$(measure "$RUNC" runc)
+  runc_ms=$(median_ms <"$work/runc.us")
   echo "runc ($($RUNC --version | head -1)): median $runc_ms ms over $N"
   awk -v v="$vessel_ms" -v r="$runc_ms" 'BEGIN {printf "ratio vessel/runc: %.2f (goal <= 0.33)\n", v / r}'
 else
   echo "runc not installed: no comparison"
 fi
+echo "load average at the end: $load"
