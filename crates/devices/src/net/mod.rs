@@ -9,12 +9,14 @@ use std::os::unix::net::UnixDatagram;
 
 pub use tap::{Tap, TapError};
 
-/// A parsed `--net tap=NAME[,mac=MAC]` value.
+/// A parsed `--net tap=NAME[,mac=MAC][,offload=on|off]` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetSpec {
     pub tap: String,
     /// `None`: a random 52:54:00:xx:xx:xx address.
     pub mac: Option<[u8; 6]>,
+    /// Offer checksum and TCP segmentation offloads (default on).
+    pub offload: bool,
 }
 
 /// Errors in a `--net` value.
@@ -22,7 +24,7 @@ pub struct NetSpec {
 pub enum NetSpecError {
     #[error("--net needs tap=NAME: tap=NAME[,mac=MAC]")]
     NoTap,
-    #[error("--net option {0:?} is not one of tap=NAME, mac=MAC")]
+    #[error("--net option {0:?} is not one of tap=NAME, mac=MAC, offload=on|off")]
     UnknownOption(String),
     #[error("--net mac {0:?} is not six hex bytes like 52:54:00:12:34:56")]
     BadMac(String),
@@ -36,6 +38,7 @@ impl std::str::FromStr for NetSpec {
     fn from_str(s: &str) -> Result<Self, NetSpecError> {
         let mut tap = None;
         let mut mac = None;
+        let mut offload = true;
         for opt in s.split(',') {
             match opt.split_once('=') {
                 Some(("tap", n)) => {
@@ -50,12 +53,15 @@ impl std::str::FromStr for NetSpec {
                             .map_err(|_| NetSpecError::BadMac(m.to_string()))?,
                     )
                 }
+                Some(("offload", "on")) => offload = true,
+                Some(("offload", "off")) => offload = false,
                 _ => return Err(NetSpecError::UnknownOption(opt.to_string())),
             }
         }
         Ok(NetSpec {
             tap: tap.ok_or(NetSpecError::NoTap)?,
             mac,
+            offload,
         })
     }
 }
@@ -74,7 +80,12 @@ impl NetSpec {
     pub fn open(&self) -> Result<crate::virtio::net::Net, NetOpenError> {
         let tap = Tap::open(&self.tap)?;
         let mac = self.mac.unwrap_or_else(crate::virtio::net::random_mac);
-        Ok(crate::virtio::net::Net::new(Box::new(tap), mac)?)
+        let net = crate::virtio::net::Net::new(Box::new(tap), mac)?;
+        Ok(if self.offload {
+            net
+        } else {
+            net.without_offloads()
+        })
     }
 }
 
@@ -88,6 +99,13 @@ pub trait FrameBackend: Send + Sync {
     fn poll_fd(&self) -> RawFd;
     /// A name for logs and thread names.
     fn name(&self) -> &str;
+    /// The offloads ([`tap::offload`] flags) the guest accepted, so the
+    /// back end may hand over partially checksummed and segmentation
+    /// offload frames. Back ends that cannot do this keep sending complete
+    /// frames, which is always allowed.
+    fn set_offload(&self, _flags: u32) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl FrameBackend for Tap {
@@ -102,6 +120,9 @@ impl FrameBackend for Tap {
     }
     fn name(&self) -> &str {
         Tap::name(self)
+    }
+    fn set_offload(&self, flags: u32) -> io::Result<()> {
+        Tap::set_offload(self, flags)
     }
 }
 
@@ -143,8 +164,14 @@ mod tests {
         let s: NetSpec = "tap=vm0,mac=52:54:00:00:00:01".parse().unwrap();
         assert_eq!(s.tap, "vm0");
         assert_eq!(s.mac, Some([0x52, 0x54, 0, 0, 0, 1]));
-        let s: NetSpec = "tap=vm1".parse().unwrap();
+        assert!(s.offload);
+        let s: NetSpec = "tap=vm1,offload=off".parse().unwrap();
         assert_eq!(s.mac, None);
+        assert!(!s.offload);
+        assert!(matches!(
+            "tap=a,offload=maybe".parse::<NetSpec>(),
+            Err(NetSpecError::UnknownOption(_))
+        ));
         assert_eq!(
             "mac=52:54:00:00:00:01".parse::<NetSpec>(),
             Err(NetSpecError::NoTap)

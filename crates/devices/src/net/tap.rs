@@ -20,6 +20,18 @@ const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// The virtio-net header the tap exchanges with us (virtio 1.x: 12 bytes).
 pub const VNET_HDR_LEN: usize = 12;
 
+/// TUNSETOFFLOAD flags: what the reader of the tap (the guest) can take.
+pub mod offload {
+    /// Frames may carry a partial checksum (NEEDS_CSUM) or DATA_VALID.
+    pub const CSUM: u32 = 0x01;
+    /// TCP over IPv4 segmentation offload (frames up to 64 KiB).
+    pub const TSO4: u32 = 0x02;
+    /// TCP over IPv6 segmentation offload.
+    pub const TSO6: u32 = 0x04;
+    /// TSO with the ECN CWR bit.
+    pub const TSO_ECN: u32 = 0x08;
+}
+
 /// Errors opening a tap.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
@@ -71,7 +83,8 @@ pub struct Tap {
 
 impl Tap {
     /// Open (creating it if allowed) the tap `name`, non-blocking, with
-    /// 12-byte virtio-net headers and no offloads, and bring its link up.
+    /// 12-byte virtio-net headers and no offloads (until [`Tap::set_offload`]),
+    /// and bring its link up.
     pub fn open(name: &str) -> Result<Self, TapError> {
         if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains('\0') {
             return Err(TapError::BadName(name.to_string()));
@@ -100,10 +113,13 @@ impl Tap {
         // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer.
         let r = unsafe { libc::ioctl(tap.file.as_raw_fd(), TUNSETVNETHDRSZ, &hdr_len) };
         tap.check(r, "virtio-net header size")?;
-        // No offloads: the kernel hands us complete, checksummed frames.
-        // SAFETY: TUNSETOFFLOAD takes its argument by value.
-        let r = unsafe { libc::ioctl(tap.file.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_ulong) };
-        tap.check(r, "offloads")?;
+        // No offloads until a driver asks for them: the kernel hands us
+        // complete, checksummed frames.
+        tap.set_offload(0).map_err(|source| TapError::Configure {
+            name: name.to_string(),
+            what: "offloads",
+            source,
+        })?;
         if let Err(e) = tap.set_up() {
             log::warn!(
                 "tap {name}: cannot bring the link up ({e}); do it with ip link set {name} up"
@@ -151,6 +167,24 @@ impl Tap {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Tell the kernel which offloads the reader handles ([`offload`]
+    /// flags): with none, every frame read is complete and checksummed.
+    pub fn set_offload(&self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        let r = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Read one frame (header included); `WouldBlock` when none is queued.
