@@ -16,6 +16,12 @@ use vessel_sandbox::seccomp::Filter;
 pub enum ProcessError {
     #[error("process.args[0] {0:?}: executable file not found in the container (PATH={1})")]
     NotFound(String, String),
+    /// Found, but not an executable file: worded as runc's error, which
+    /// Podman maps to exit code 126 (127 is for not found).
+    #[error(
+        "process.args[0] {0:?}: permission denied: {1} is not an executable file in the container"
+    )]
+    NotExecutable(String, PathBuf),
     #[error("process.{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error(transparent)]
@@ -66,16 +72,23 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Finds `prog` on the container's PATH (relative to the current root).
-pub fn resolve(prog: &str, path_var: &str) -> Option<PathBuf> {
+/// The paths `prog` may name: itself when it holds a '/', else one per
+/// PATH entry.
+fn candidates(prog: &str, path_var: &str) -> Vec<PathBuf> {
     if prog.contains('/') {
-        let p = PathBuf::from(prog);
-        return is_executable(&p).then_some(p);
+        return vec![PathBuf::from(prog)];
     }
     path_var
         .split(':')
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(prog))
+        .collect()
+}
+
+/// Finds `prog` on the container's PATH (relative to the current root).
+pub fn resolve(prog: &str, path_var: &str) -> Option<PathBuf> {
+    candidates(prog, path_var)
+        .into_iter()
         .find(|p| is_executable(p))
 }
 
@@ -101,8 +114,20 @@ pub fn plan(
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_string();
-    let exe = resolve(first, &path_var)
-        .ok_or_else(|| ProcessError::NotFound(first.clone(), path_var.clone()))?;
+    let exe = match resolve(first, &path_var) {
+        Some(p) => p,
+        None => {
+            return Err(
+                match candidates(first, &path_var)
+                    .into_iter()
+                    .find(|p| p.exists())
+                {
+                    Some(p) => ProcessError::NotExecutable(first.clone(), p),
+                    None => ProcessError::NotFound(first.clone(), path_var.clone()),
+                },
+            );
+        }
+    };
     let caps = match process.capabilities() {
         Some(c) => {
             let set = |name: &'static str, s: &Option<oci_spec::runtime::Capabilities>| {
