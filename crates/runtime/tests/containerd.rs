@@ -325,6 +325,17 @@ fn ctr_runs_execs_oom_kills_and_removes_through_vessel_runtime() {
         show(&o)
     );
 
+    // A failed create: ctr shows vessel-runtime's error (the shim reads
+    // its JSON log) and no container is left.
+    let o = c.run(&["--rm"], "vt-bad", &["/bin/no-such-program"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("executable file not found"),
+        "{}",
+        show(&o)
+    );
+    assert!(!c.ctr_ok(&["container", "ls", "-q"]).contains("vt-bad"));
+
     // A detached container is vessel-runtime's (its state is under the
     // root the shim gave it); exec runs inside it with its own exit code.
     let o = c.run(&["--detach"], "vt-exec", &["sleep", "1000"]);

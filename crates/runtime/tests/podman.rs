@@ -161,6 +161,13 @@ fn podman_runs_execs_stops_oom_kills_and_removes_through_vessel_runtime() {
         show(&o)
     );
 
+    // A program that is missing or not executable: Podman's exit codes
+    // 127 and 126, which it derives from the runtime's error text.
+    let o = p.run(&["--rm"], &["/bin/no-such-program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    let o = p.run(&["--rm"], &["/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+
     // Detached: vessel-runtime holds its state; exec gets its exit code;
     // stop's SIGTERM reaches the init's trap, so it exits 0 by itself.
     let o = p.run(

@@ -321,3 +321,41 @@ fn errors_match_runc() {
         rt.ok(&["delete", "--force", &unknown]);
     }
 }
+
+#[test]
+fn a_missing_or_non_executable_program_fails_create_as_runc() {
+    require!();
+    let w = World::new("compat-exe");
+    let missing = w.bundle("missing", &config(&["/bin/no-such-program"]));
+    let not_exec = w.bundle("notexec", &config(&["/etc/passwd"]));
+    let n = std::process::id();
+    for rt in Rt::both(&w) {
+        // Podman reads the error text: "permission denied" becomes exit
+        // code 126, "executable file not found in" or "no such file or
+        // directory" 127. Both runtimes must say one of its words.
+        for (bundle, words, tag) in [
+            (
+                &missing,
+                &["executable file not found in", "no such file or directory"][..],
+                "missing",
+            ),
+            (&not_exec, &["permission denied"][..], "notexec"),
+        ] {
+            let id = format!("{tag}-{n}");
+            let o = rt.rt(&["create", "--bundle", bundle.to_str().expect("utf-8"), &id]);
+            rt.cleanup(&id);
+            let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+            assert!(!o.status.success(), "{}: create {tag} must fail", rt.name);
+            assert!(
+                words.iter().any(|w| err.contains(w)),
+                "{}: create {tag}: {err}",
+                rt.name
+            );
+            assert!(
+                !rt.root.join(&id).exists(),
+                "{}: no state left for {tag}",
+                rt.name
+            );
+        }
+    }
+}
