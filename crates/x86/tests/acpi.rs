@@ -1,5 +1,6 @@
 //! The ACPI tables as a guest finds them: from boot_params' acpi_rsdp_addr
-//! through the XSDT to the FADT, DSDT and MADT, every checksum holding.
+//! through the XSDT to the FADT, DSDT and MADT, every checksum holding, and
+//! the MADT's IOAPIC id equal to the one the in-kernel IOAPIC reports.
 
 mod common;
 
@@ -31,7 +32,7 @@ fn the_guest_walks_the_acpi_tables_and_counts_its_cpus() {
     let out = capture.text();
     assert_eq!(reason, ExitReason::Reset, "serial output:\n{out}");
     assert_eq!(
-        out,
-        "rsdp ok\nxsdt 0x2\nFACP ok\nDSDT ok\nAPIC ok\nlapics 0x3\ndone\n"
+        out, "rsdp ok\nxsdt 0x2\nFACP ok\nDSDT ok\nAPIC ok\nlapics 0x3\nioapic 0x0 0x0\ndone\n",
+        "the MADT's IOAPIC id is the chip's own (layout::IOAPIC_ID = 0)"
     );
 }

@@ -1,15 +1,19 @@
 # ACPI guest: follows boot_params.acpi_rsdp_addr to the RSDP, checks every
 # table's signature and checksum on the way (RSDP, XSDT, each table it
-# lists, the DSDT the FADT points to), and counts the enabled LAPICs in the
-# MADT.
+# lists, the DSDT the FADT points to), counts the enabled LAPICs in the
+# MADT, and compares the MADT's IOAPIC id with the id register of the
+# IOAPIC itself.
 #
 #   rsdp ok|bad
 #   xsdt <entries>
 #   <signature> ok|bad          (each XSDT entry, and DSDT after FACP)
 #   lapics <n>
+#   ioapic <MADT id> <IOAPIC id register>
 #   done
 
         .include "common.S"
+
+        .set IOAPIC, 0xfec00000
 
         .text
         .globl _start
@@ -69,6 +73,18 @@ _start:
         mov lapics(%rip), %edi
         call puthex
         call putnl
+        lea s_ioapic(%rip), %rsi
+        call puts
+        movzbl ioapic_id(%rip), %edi
+        call puthex
+        call putsp
+        mov $IOAPIC, %eax               # (zero-extended: below 4 GiB)
+        movl $0, (%rax)                 # IOREGSEL: register 0, the id
+        mov 0x10(%rax), %edi            # IOWIN
+        shr $24, %edi
+        and $0xf, %edi
+        call puthex
+        call putnl
         lea s_done(%rip), %rsi
         call puts
         jmp reset
@@ -109,7 +125,11 @@ check_table:
         testb $1, 4(%rsi)               # enabled
         jz 4f
         incl lapics(%rip)
-4:      movzbl 1(%rsi), %eax
+4:      cmpb $1, (%rsi)                 # I/O APIC: remember its id
+        jne 6f
+        movzbl 2(%rsi), %eax
+        mov %al, ioapic_id(%rip)
+6:      movzbl 1(%rsi), %eax
         test %eax, %eax
         jz 5f                           # a zero-length entry would loop
         add %rax, %rsi
@@ -135,7 +155,9 @@ s_xsdt:   .asciz "xsdt "
 s_tok:    .asciz " ok\n"
 s_tbad:   .asciz " bad\n"
 s_lapics: .asciz "lapics "
+s_ioapic: .asciz "ioapic "
 s_done:   .asciz "done\n"
 
         .data
 lapics: .long 0
+ioapic_id: .byte 0xff
