@@ -100,8 +100,9 @@ pub struct Args {
     /// the first is the guest's vda.
     #[arg(long = "disk", value_name = "DISK", value_parser = parse_disk)]
     pub disks: Vec<DiskSpec>,
-    /// A virtio-net card on a tap: tap=NAME[,mac=MAC]. Repeatable; the tap is
-    /// created if missing (needs CAP_NET_ADMIN).
+    /// A virtio-net card on a tap: tap=NAME[,mac=MAC][,offload=off]. Repeatable;
+    /// the tap is created if missing (needs CAP_NET_ADMIN); offload=off offers
+    /// no checksum or TSO offloads.
     #[arg(long = "net", value_name = "NET", value_parser = parse_net)]
     pub nets: Vec<NetSpec>,
     /// The guest's console: the UART, or virtio (hvc0; adds console=hvc0 to
