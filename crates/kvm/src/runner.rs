@@ -1,14 +1,17 @@
-//! vCPU threads: one named thread per vCPU runs `KVM_RUN`, hands port and
-//! MMIO exits to the buses, and obeys the VM's run state (running, paused,
-//! stopping). The owner of [`RunningVcpus`] pauses, resumes and stops them,
-//! kicking threads out of `KVM_RUN` with a real-time signal.
+//! vCPU threads: one named thread per vCPU runs it through the
+//! [`vessel_machine::Vcpu`] seam, hands trapped port and MMIO accesses to
+//! the buses ([`vessel_machine::dispatch`]), and obeys the VM's run state
+//! (running, paused, stopping). The owner of [`RunningVcpus`] pauses,
+//! resumes and stops them, kicking threads out of `KVM_RUN` with a
+//! real-time signal. Nothing here names KVM's own exit types: the KVM vCPU
+//! is [`crate::KvmVcpu`].
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use kvm_ioctls::{VcpuExit, VcpuFd};
-use vessel_machine::Bus;
+pub use vessel_machine::IoBuses;
+use vessel_machine::{Next, Vcpu, VcpuEvent, dispatch};
 
 /// Why a VM stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +53,6 @@ pub enum RunError {
     NotRunning(Option<ExitReason>),
     #[error("the VM is not paused")]
     NotPaused,
-}
-
-/// Where a vCPU's port I/O and MMIO exits go.
-#[derive(Default)]
-pub struct IoBuses {
-    /// x86 I/O ports.
-    pub pio: Bus,
-    /// Memory-mapped devices.
-    pub mmio: Bus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +160,8 @@ const KICK_INTERVAL: Duration = Duration::from_millis(5);
 impl RunningVcpus {
     /// Start one thread per vCPU. Each thread is named `vessel-vcpu<id>`;
     /// this returns once every thread is up.
-    pub fn spawn(
-        vcpus: Vec<(u64, VcpuFd)>,
+    pub fn spawn<V: Vcpu + 'static>(
+        vcpus: Vec<V>,
         buses: Arc<IoBuses>,
         control: VmControl,
     ) -> Result<Self, RunError> {
@@ -176,14 +170,15 @@ impl RunningVcpus {
             threads: Vec::with_capacity(vcpus.len()),
             control,
         };
-        for (id, vcpu) in vcpus {
+        for vcpu in vcpus {
+            let id = vcpu.id();
             let buses = Arc::clone(&buses);
             let shared = Arc::clone(&running.control.shared);
             let thread = std::thread::Builder::new()
                 .name(format!("vessel-vcpu{id}"))
                 .spawn(move || vcpu_thread(id, vcpu, &buses, &shared))
                 .map_err(|e| RunError::Spawn {
-                    id,
+                    id: id as u64,
                     reason: e.to_string(),
                 });
             match thread {
@@ -339,7 +334,7 @@ fn name_this_thread(name: &str) {
     unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
-fn vcpu_thread(id: u64, mut vcpu: VcpuFd, buses: &IoBuses, shared: &Shared) {
+fn vcpu_thread<V: Vcpu>(id: usize, mut vcpu: V, buses: &IoBuses, shared: &Shared) {
     // std names the thread too, but not always before this closure runs:
     // callers may look for the name as soon as spawn returns.
     name_this_thread(&format!("vessel-vcpu{id}"));
@@ -349,7 +344,7 @@ fn vcpu_thread(id: u64, mut vcpu: VcpuFd, buses: &IoBuses, shared: &Shared) {
         shared.changed.notify_all();
     }
     while may_run(shared) {
-        if let Some(reason) = run_once(id, &mut vcpu, buses) {
+        if let Some(reason) = run_once(&mut vcpu, buses) {
             let mut c = shared.lock();
             if c.exit.is_none() {
                 c.exit = Some(reason);
@@ -364,51 +359,37 @@ fn vcpu_thread(id: u64, mut vcpu: VcpuFd, buses: &IoBuses, shared: &Shared) {
     shared.changed.notify_all();
 }
 
-/// One `KVM_RUN`; `Some` when the VM must stop.
-fn run_once(id: u64, vcpu: &mut VcpuFd, buses: &IoBuses) -> Option<ExitReason> {
+/// One [`Vcpu::run`] (one `KVM_RUN` for KVM), its device access completed
+/// on the buses; `Some` when the VM must stop.
+fn run_once<V: Vcpu>(vcpu: &mut V, buses: &IoBuses) -> Option<ExitReason> {
+    let id = vcpu.id();
     match vcpu.run() {
-        Ok(VcpuExit::IoOut(port, data)) => {
-            // Writes to ports nobody decodes are dropped, as on a PC.
-            let _ = buses.pio.write(u64::from(port), data);
-            None
-        }
-        Ok(VcpuExit::IoIn(port, data)) => {
-            if buses.pio.read(u64::from(port), data).is_err() {
-                data.fill(0xff);
-            }
-            None
-        }
-        Ok(VcpuExit::MmioWrite(addr, data)) => {
-            let _ = buses.mmio.write(addr, data);
-            None
-        }
-        Ok(VcpuExit::MmioRead(addr, data)) => {
-            if buses.mmio.read(addr, data).is_err() {
-                data.fill(0xff);
-            }
-            None
-        }
-        Ok(VcpuExit::Hlt) => Some(ExitReason::Halted),
-        Ok(VcpuExit::Shutdown) => Some(ExitReason::TripleFault),
-        Ok(VcpuExit::SystemEvent(kind, _)) => Some(match kind {
-            kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::PowerOff,
-            kvm_bindings::KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
-            other => ExitReason::Failed(format!("vCPU {id}: system event {other}")),
-        }),
-        Ok(VcpuExit::Intr) => None,
-        Ok(VcpuExit::FailEntry(reason, cpu)) => Some(ExitReason::Failed(format!(
-            "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
-        ))),
-        Ok(VcpuExit::InternalError) => Some(ExitReason::Failed(format!(
-            "vCPU {id}: KVM internal error (an instruction the host cannot emulate?)"
-        ))),
-        Ok(other) => Some(ExitReason::Failed(format!(
-            "vCPU {id}: unexpected exit {other:?}"
-        ))),
-        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
-        Err(e) => Some(ExitReason::Failed(format!(
-            "vCPU {id}: KVM_RUN failed: {e}"
-        ))),
+        Ok(exit) => match dispatch(exit, buses) {
+            Next::Run => None,
+            Next::Event(event) => Some(exit_reason(event)),
+        },
+        Err(e) => Some(ExitReason::Failed(with_vcpu(id, e.to_string()))),
+    }
+}
+
+/// What a vCPU event means for the VM.
+fn exit_reason(event: VcpuEvent) -> ExitReason {
+    match event {
+        // Without an in-kernel interrupt controller nothing wakes it.
+        VcpuEvent::Halted => ExitReason::Halted,
+        VcpuEvent::Shutdown => ExitReason::PowerOff,
+        VcpuEvent::Reset => ExitReason::Reset,
+        // A KVM guest crashes only by triple-faulting.
+        VcpuEvent::Crashed(_) => ExitReason::TripleFault,
+    }
+}
+
+/// An engine's error text, naming the vCPU if the engine did not.
+fn with_vcpu(id: usize, text: String) -> String {
+    if text.starts_with("vCPU ") {
+        text
+    } else {
+        format!("vCPU {id}: {text}")
     }
 }
 
@@ -427,13 +408,29 @@ mod tests {
 
     #[test]
     fn no_vcpus_stop_at_once() {
-        let running =
-            RunningVcpus::spawn(Vec::new(), Arc::new(IoBuses::default()), VmControl::new())
-                .unwrap();
+        let running = RunningVcpus::spawn::<crate::KvmVcpu>(
+            Vec::new(),
+            Arc::new(IoBuses::default()),
+            VmControl::new(),
+        )
+        .unwrap();
         running.pause().unwrap();
         assert!(running.is_paused());
         running.resume().unwrap();
         assert_eq!(running.resume(), Err(RunError::NotPaused));
         assert_eq!(running.shutdown(), ExitReason::Stopped);
+    }
+
+    #[test]
+    fn vcpu_events_become_exit_reasons() {
+        assert_eq!(exit_reason(VcpuEvent::Reset), ExitReason::Reset);
+        assert_eq!(exit_reason(VcpuEvent::Shutdown), ExitReason::PowerOff);
+        assert_eq!(exit_reason(VcpuEvent::Halted), ExitReason::Halted);
+        assert_eq!(
+            exit_reason(VcpuEvent::Crashed("vCPU 0: triple".into())),
+            ExitReason::TripleFault
+        );
+        assert_eq!(with_vcpu(2, "vCPU 2: x".into()), "vCPU 2: x");
+        assert_eq!(with_vcpu(2, "x".into()), "vCPU 2: x");
     }
 }

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use vessel_kvm::kvm_ioctls::VcpuFd;
 use vessel_kvm::{
-    DEFAULT_KVM_PATH, ExitReason, IoBuses, IoEventSpace, IrqFd, KvmVm, RunError, RunningVcpus,
-    VmControl, VmError,
+    DEFAULT_KVM_PATH, ExitReason, IoBuses, IoEventSpace, IrqFd, KvmVcpu, KvmVm, RunError,
+    RunningVcpus, VmControl, VmError,
 };
-use vessel_machine::{BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory};
+use vessel_machine::{
+    Accelerator, BusDevice, BusError, GuestMemoryMmap, MemoryError, create_guest_memory,
+};
 
 use vessel_devices::block::{BlockError, DiskSpec};
 use vessel_devices::net::FrameBackend;
@@ -242,7 +243,7 @@ fn attach_virtio(
 
 /// A microvm, built and ready to start.
 pub struct Microvm {
-    vcpus: Vec<(u64, VcpuFd)>,
+    vcpus: Vec<KvmVcpu>,
     buses: IoBuses,
     control: VmControl,
     serial: Arc<Mutex<SerialDevice>>,
@@ -334,12 +335,14 @@ impl Microvm {
         let supported = vm.supported_cpuid()?;
         let mut vcpus = Vec::with_capacity(usize::from(cpus));
         for id in 0..cpus {
-            let vcpu = vm.create_vcpu(u64::from(id))?;
-            setup_vcpu(&vcpu, id, cpus, &supported)?;
+            // Through the accelerator seam; the x86 set-up then uses the
+            // KVM file descriptor, before the runner sees only `Vcpu`.
+            let vcpu = Accelerator::create_vcpu(&vm, usize::from(id))?;
+            setup_vcpu(vcpu.fd(), id, cpus, &supported)?;
             if id == 0 {
-                setup_boot_vcpu_long_mode(&vcpu, boot.entry)?;
+                setup_boot_vcpu_long_mode(vcpu.fd(), boot.entry)?;
             }
-            vcpus.push((u64::from(id), vcpu));
+            vcpus.push(vcpu);
         }
         if let Some(input) = config.serial_in {
             SerialInput {
