@@ -175,7 +175,7 @@ fn podman_runs_execs_stops_oom_kills_and_removes_through_vessel_runtime() {
         &[
             "sh",
             "-c",
-            "trap 'echo got TERM; exit 0' TERM; sleep 1000 & wait",
+            "trap 'echo got TERM; exit 0' TERM; touch /tmp/ready; sleep 1000 & wait",
         ],
     );
     assert!(o.status.success(), "{}", show(&o));
@@ -189,7 +189,9 @@ fn podman_runs_execs_stops_oom_kills_and_removes_through_vessel_runtime() {
         "vt-stop",
         "sh",
         "-c",
-        "echo exec in $(hostname); exit 5",
+        // Also waits until the init has set its trap (before that, an
+        // init ignores SIGTERM and stop would fall back to SIGKILL).
+        "until [ -e /tmp/ready ]; do :; done; echo exec in $(hostname); exit 5",
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert!(

@@ -234,11 +234,17 @@ fn exit_codes_match_runc() {
     let b0 = w.bundle("exit0", &config(&["sh", "-c", "exit 0"]));
     let b3 = w.bundle("exit3", &config(&["sh", "-c", "exit 3"]));
     let bs = w.bundle("sleep", &config(&["sleep", "60"]));
-    // A shell that exits on SIGTERM through its trap (exit 143 by hand).
+    // A shell that exits on SIGTERM through its trap (exit 143 by hand);
+    // it says when the trap is set (an init ignores SIGTERM before that).
     let bt = w.bundle(
         "trap",
-        &config(&["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"]),
+        &config(&[
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; touch /tmp/ready; sleep 60 & wait",
+        ]),
     );
+    let ready = bt.join("rootfs/tmp/ready");
     let n = std::process::id();
     for rt in Rt::both(&w) {
         for (bundle, want) in [(&b0, 0), (&b3, 3)] {
@@ -256,8 +262,18 @@ fn exit_codes_match_runc() {
         // Killed from outside by a signal: 128 + signal.
         for (bundle, sig, want) in [(&bs, "KILL", 137), (&bt, "TERM", 143)] {
             let id = format!("sig{want}-{n}");
+            let _ = std::fs::remove_file(&ready);
             let mut child = spawn_run(&rt, bundle, &id);
             rt.wait_running(&id);
+            if sig == "TERM" {
+                for _ in 0..2000 {
+                    if ready.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert!(ready.exists(), "{}: the trap was never set", rt.name);
+            }
             rt.ok(&["kill", &id, sig]);
             let status = child.wait().expect("wait run");
             rt.cleanup(&id);
