@@ -11,6 +11,8 @@
 //!   NaNs and flags are exactly what RISC-V defines.
 //! - `trap`: exceptions, interrupts, delegation, `mret`/`sret`.
 //! - `hart`: the [`Hart`] itself and its run loop with a decoded-instruction cache.
+//! - `vcpu`: the hart behind the `vessel_machine::Vcpu` seam ([`SoftVcpu`])
+//!   and the software [`SoftAccel`]erator that makes one per hart.
 //!
 //! A board provides RAM ([`Ram`]), everything else through [`Mmio`], a shared
 //! [`Clock`], and one [`HartIrq`] per hart for the CLINT and PLIC wires.
@@ -24,12 +26,14 @@ mod irq;
 mod mmu;
 mod ram;
 mod trap;
+mod vcpu;
 
 pub use decode::{Instruction, decode, decode_compressed};
 pub use hart::{Hart, HartConfig, MmuMode};
 pub use irq::{Clock, HartIrq};
 pub use ram::Ram;
 pub use trap::{CpuFault, Exit};
+pub use vcpu::{AccelError, DEFAULT_SLICE, PowerEvent, SoftAccel, SoftVcpu};
 
 /// Errors from setting up a CPU.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,13 @@ pub trait Mmio {
     fn load(&mut self, paddr: u64, size: u8) -> Result<u64, MmioFault>;
     /// Write the low `size` bytes (1, 2, 4 or 8) of `value` at `paddr`.
     fn store(&mut self, paddr: u64, size: u8, value: u64) -> Result<(), MmioFault>;
+    /// A power-off, reset or failure a device asked for since the last call
+    /// (taken: the next call returns `None`). [`SoftVcpu`] asks after each
+    /// time slice and turns it into a `VcpuExit`. Boards that watch their
+    /// devices some other way keep the default.
+    fn power_event(&mut self) -> Option<PowerEvent> {
+        None
+    }
 }
 
 /// An [`Mmio`] with no devices: every access faults.

@@ -9,7 +9,10 @@ use object::{Object, ObjectSegment};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use vessel_riscv::{Clock, Exit, Hart, HartConfig, HartIrq, Mmio, MmioFault, MmuMode, Ram};
+use vessel_machine::{IoBuses, Next, Vcpu, VcpuEvent, dispatch};
+use vessel_riscv::{
+    Clock, Exit, Hart, HartConfig, HartIrq, Mmio, MmioFault, MmuMode, PowerEvent, Ram, SoftVcpu,
+};
 
 const CC: &str = "riscv64-unknown-elf-gcc";
 const RAM_BASE: u64 = 0x8000_0000;
@@ -18,6 +21,8 @@ const CLINT: u64 = 0x200_0000;
 
 struct TestBus {
     result: Option<u32>,
+    /// Whether `power_event` has handed the result out.
+    reported: bool,
     clock: Arc<Clock>,
     irq: Arc<HartIrq>,
 }
@@ -49,6 +54,15 @@ impl Mmio for TestBus {
             }
             _ => Err(MmioFault),
         }
+    }
+    fn power_event(&mut self) -> Option<PowerEvent> {
+        let r = self.result.filter(|_| !self.reported)?;
+        self.reported = true;
+        Some(if r == 0x5555 {
+            PowerEvent::Shutdown
+        } else {
+            PowerEvent::Fail((r >> 16) as u16)
+        })
     }
 }
 
@@ -89,7 +103,8 @@ fn assemble(name: &str) -> Vec<u8> {
 }
 
 /// Run a program to its verdict; returns the hart for extra checks.
-fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
+/// Assemble `name` and load it into a fresh hart with the test bus.
+fn load(name: &str, mmu: MmuMode) -> (Hart, TestBus, Arc<Clock>, Arc<HartIrq>) {
     let elf = assemble(name);
     let mem = vessel_machine::create_guest_memory(&[(RAM_BASE, 16 << 20)]).unwrap();
     let ram = Ram::new(&mem).unwrap();
@@ -106,22 +121,31 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
     let cfg = HartConfig { hart_id: 0, mmu };
     let mut hart = Hart::new(cfg, ram, clock.clone(), irq.clone());
     hart.set_pc(file.entry());
-    let mut bus = TestBus {
+    let bus = TestBus {
         result: None,
+        reported: false,
         clock: clock.clone(),
         irq: irq.clone(),
     };
+    (hart, bus, clock, irq)
+}
+
+/// Sleep a hart that executed WFI until its timer or a kick (at most 10 ms).
+fn sleep_in_wfi(hart: &Hart, clock: &Clock, irq: &HartIrq) {
+    let wait = hart
+        .next_timer_deadline()
+        .map(|t| clock.duration_until(t))
+        .unwrap_or(std::time::Duration::from_millis(10));
+    irq.take_kick();
+    irq.wait(wait.min(std::time::Duration::from_millis(10)));
+}
+
+fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
+    let (mut hart, mut bus, clock, irq) = load(name, mmu);
     loop {
         match hart.run(&mut bus, 100_000) {
             Exit::Budget => {}
-            Exit::Wfi => {
-                let wait = hart
-                    .next_timer_deadline()
-                    .map(|t| clock.duration_until(t))
-                    .unwrap_or(std::time::Duration::from_millis(10));
-                irq.take_kick();
-                irq.wait(wait.min(std::time::Duration::from_millis(10)));
-            }
+            Exit::Wfi => sleep_in_wfi(&hart, &clock, &irq),
             Exit::Fault(f) => panic!("{name}: CPU fault: {f}"),
         }
         if let Some(r) = bus.result {
@@ -146,6 +170,45 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
             hart.pc(),
             hart.reg(3)
         );
+    }
+}
+
+/// The same program driven the way an engine-neutral runner drives any
+/// vCPU: `Vcpu::run`, `dispatch`, then the board's handling of the event.
+fn run_program_via_vcpu(name: &str, max_instructions: u64) -> Hart {
+    let (hart, bus, clock, irq) = load(name, MmuMode::Sv48);
+    let mut vcpu = SoftVcpu::new(hart, bus);
+    let buses = IoBuses::default();
+    loop {
+        let Ok(exit) = vcpu.run();
+        match dispatch(exit, &buses) {
+            Next::Run => {}
+            Next::Event(VcpuEvent::Halted) => sleep_in_wfi(vcpu.hart(), &clock, &irq),
+            Next::Event(VcpuEvent::Shutdown) => return vcpu.into_parts().0,
+            Next::Event(other) => {
+                let h = vcpu.hart();
+                panic!(
+                    "{name}: {other:?} (pc {:#x}, expected t6 = {:#x}, last check {})",
+                    h.pc(),
+                    h.reg(31),
+                    h.reg(3)
+                );
+            }
+        }
+        assert!(
+            vcpu.hart().instret() < max_instructions,
+            "{name}: no verdict after {} instructions",
+            vcpu.hart().instret()
+        );
+    }
+}
+
+#[test]
+fn programs_through_the_vcpu_seam() {
+    // Integer work, traps, and WFI with timer interrupts.
+    for name in ["integer", "traps", "interrupts"] {
+        let hart = run_program_via_vcpu(name, 10_000_000);
+        assert!(hart.instret() > 0, "{name}");
     }
 }
 
@@ -213,20 +276,32 @@ fn interrupts_and_timers() {
 #[test]
 #[ignore = "benchmark: prints guest MIPS, run on demand"]
 fn mips() {
-    let start = std::time::Instant::now();
-    let cpu_start = thread_cpu_ns();
-    let hart = run_program_with("loop", MmuMode::Sv48, u64::MAX);
+    // Hart::run directly, then through the Vcpu seam, in the same run.
+    for via_seam in [false, true] {
+        let how = if via_seam { "Vcpu seam" } else { "Hart::run" };
+        let start = std::time::Instant::now();
+        let cpu_start = thread_cpu_ns();
+        let hart = if via_seam {
+            run_program_via_vcpu("loop", u64::MAX)
+        } else {
+            run_program_with("loop", MmuMode::Sv48, u64::MAX)
+        };
+        report_mips(how, hart.instret(), start, cpu_start);
+    }
+}
+
+fn report_mips(how: &str, instret: u64, start: std::time::Instant, cpu_start: Option<u64>) {
     let secs = start.elapsed().as_secs_f64();
-    let n = hart.instret() as f64;
+    let n = instret as f64;
     println!(
-        "loop: {n} instructions in {secs:.3} s wall = {:.1} MIPS",
+        "loop ({how}): {n} instructions in {secs:.3} s wall = {:.1} MIPS",
         n / secs / 1e6
     );
     // On a loaded machine wall time says little: also report on-CPU time.
     if let (Some(a), Some(b)) = (cpu_start, thread_cpu_ns()) {
         let cpu = (b - a) as f64 / 1e9;
         println!(
-            "loop: {cpu:.3} s on CPU = {:.1} MIPS per host core",
+            "loop ({how}): {cpu:.3} s on CPU = {:.1} MIPS per host core",
             n / cpu / 1e6
         );
     }
