@@ -63,6 +63,7 @@ pub enum ConsoleKind {
     after_help = "Console: the guest's UART (or, with --console virtio, its hvc0) on this \
 terminal. Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n\nExamples:\n  \
 vessel run debian-riscv64 --disk data.img --rng\n  \
+vessel run debian-riscv64 --disk root.img   (a root disk from `vessel image disk`)\n  \
 vessel run --arch riscv64 --firmware fw_dynamic.bin --kernel Image \
 --initrd initrd.img --append 'console=ttyS0' --cpus 2 --memory 1G\n  \
 vessel run --arch x86_64 --kernel vmlinux --append 'console=ttyS0 reboot=k' --disk root.img"
@@ -172,13 +173,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 m.arch
             );
         }
+        // A root disk from `vessel image disk` among the disks: boot from
+        // it, with the initramfs that carries the ext4 modules.
+        let root = match args.initrd {
+            None => root_disk(&args.disks),
+            Some(_) => None,
+        };
+        let mut cmdline = m.cmdline.clone();
+        if let Some(i) = root {
+            args.initrd = Some(vessel_images::disk::root_initrd(&m)?);
+            cmdline = format!("{cmdline} vessel.root=/dev/vd{}", char::from(b'a' + i));
+        }
         if let Some(fw) = m.firmware() {
             args.firmware.get_or_insert(fw.to_path_buf());
         }
         args.kernel.get_or_insert(m.kernel);
         args.initrd.get_or_insert(m.initrd);
         if args.append.is_none() {
-            args.append = Some(default_cmdline(&m.cmdline, args.console));
+            args.append = Some(default_cmdline(cmdline.trim_start(), args.console));
         }
     } else if args.append.is_none() && args.console == ConsoleKind::Virtio {
         let base = match args.arch {
@@ -191,6 +203,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Arch::Riscv64 => riscv::run(args),
         Arch::X86_64 => x86::run(args),
     }
+}
+
+/// The index of the first disk that is a root disk from `vessel image disk`
+/// (an ext4 filesystem labelled `vessel-root`): the guest's `vda` for 0.
+/// Disks that cannot be read are left to the device's own open to report.
+fn root_disk(disks: &[DiskSpec]) -> Option<u8> {
+    let head = |d: &DiskSpec| -> Option<bool> {
+        let opts = vessel_devices::block::DiskOptions {
+            read_only: true,
+            format: d.format,
+        };
+        let mut disk = vessel_devices::block::open_disk(&d.path, &opts).ok()?;
+        let mut buf = vec![0u8; vessel_images::disk::SUPERBLOCK_END];
+        if disk.size() < buf.len() as u64 {
+            return Some(false);
+        }
+        disk.read_at(&mut buf, 0).ok()?;
+        Some(vessel_images::disk::is_root_disk(&buf))
+    };
+    let i = disks.iter().position(|d| head(d) == Some(true))?;
+    u8::try_from(i).ok().filter(|&i| i < 26)
 }
 
 /// The command line used when the user gives no `--append`: the image's
@@ -226,6 +259,28 @@ mod tests {
                 .unwrap_err()
                 .contains("too large")
         );
+    }
+
+    #[test]
+    fn the_first_root_disk_is_found_by_its_label() {
+        let dir = std::env::temp_dir().join(format!("vessel-root-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data.img");
+        std::fs::write(&data, vec![0u8; 4096]).unwrap();
+        let mut sb = vec![0u8; 4096];
+        sb[1024 + 56..1024 + 58].copy_from_slice(&[0x53, 0xef]);
+        sb[1024 + 120..1024 + 131].copy_from_slice(b"vessel-root");
+        let root = dir.join("root.img");
+        std::fs::write(&root, &sb).unwrap();
+        let tiny = dir.join("tiny.img");
+        std::fs::write(&tiny, b"x").unwrap();
+        let spec = |p: &std::path::Path| parse_disk(p.to_str().unwrap()).unwrap();
+        let missing = spec(&dir.join("missing.img"));
+        assert_eq!(root_disk(&[spec(&data), spec(&root)]), Some(1));
+        assert_eq!(root_disk(&[spec(&root), spec(&root)]), Some(0));
+        assert_eq!(root_disk(&[missing, spec(&tiny), spec(&data)]), None);
+        assert_eq!(root_disk(&[]), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

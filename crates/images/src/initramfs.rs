@@ -134,6 +134,12 @@ if [ -f /etc/vessel/modules ]; then
         insmod "/lib/modules/$m.ko" || echo "vessel-init: insmod $m failed"
     done
 fi
+# With console=hvc0 the kernel gave init the UART: hvc0 appears only once
+# virtio_mmio is loaded. /dev/console is hvc0 from then on; reopen it (it
+# stays the UART without console=hvc0).
+if (exec </dev/console) 2>/dev/null; then
+    exec </dev/console >/dev/console 2>&1
+fi
 # vessel.root=DEV on the kernel command line: mount that ext4 disk and make
 # it the root (only from the initramfs, which carries this marker file).
 root=""
@@ -166,6 +172,9 @@ if [ "$ran" = 0 ]; then
     echo "vessel-init: starting a shell; exit it to power off"
     setsid cttyhack sh
 fi
+# A root disk is left clean, as at unmount: its journal written back, so
+# the host can read and change the image (debugfs) before the next boot.
+mount -o remount,ro / 2>/dev/null
 sync
 # The x86_64 microvm has no ACPI power button: it ends on the i8042 reset
 # (reboot=k), as Firecracker's guests do.
