@@ -71,7 +71,7 @@ boot."
     },
     /// Build an ext4 root disk: the image's busybox userland plus your own files.
     #[command(
-        long_about = "Build an ext4 root disk image (raw) with the image's busybox userland and /sbin/init (the same init as the initramfs: it runs /etc/vessel/init.d/* or a shell, then powers off), plus files you add. Boot it as a virtio-blk disk with an initramfs from `vessel image initramfs --disk` and `vessel.root=/dev/vda` on the kernel command line. Needs Debian's e2fsprogs (mke2fs -d)."
+        long_about = "Build an ext4 root disk image (raw) with the image's busybox userland and /sbin/init (the same init as the initramfs: it runs /etc/vessel/init.d/* or a shell, then powers off), plus files you add. Boot from it with `vessel run debian-riscv64 --disk FILE` (vessel knows the disk by its ext4 label, vessel-root, also under a qcow2 overlay), or by hand with an initramfs from `vessel image initramfs --disk` and `vessel.root=/dev/vda` on the kernel command line. Files the host adds later (debugfs -w) are there at the next boot. Needs Debian's e2fsprogs (mke2fs -d)."
     )]
     Disk {
         /// Image whose busybox to use.
