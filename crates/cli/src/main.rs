@@ -35,7 +35,7 @@ enum Command {
     /// Guest images: `vessel image fetch debian-riscv64`, `ls`, `rm`, `initramfs`.
     Image(image::Args),
     /// Boot a guest: `vessel run --arch riscv64 --firmware FILE --kernel FILE ...`.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Run the daemon: REST API on a Unix socket, instance registry, supervisor.
     Daemon(daemon::Args),
     #[command(flatten)]
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::HostCheck(args) => host_check::run(args),
         Command::Image(args) => image::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Daemon(args) => daemon::run(args),
         Command::Instances(command) => instances::run(command),
     };

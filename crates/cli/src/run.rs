@@ -9,6 +9,7 @@
 //! emulated CPU faults (or a KVM vCPU fails); 4 when the guest kernel panics;
 //! 1 for errors before the guest starts; 2 for usage errors.
 
+mod control;
 mod riscv;
 mod x86;
 
@@ -113,6 +114,29 @@ pub struct Args {
     /// A virtio-rng device (the guest's /dev/hwrng), fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,
+    /// Serve a control socket for a supervisor (the daemon): status, pause,
+    /// resume, shutdown and the console. The console then goes to the
+    /// socket's clients and to --console-log instead of this terminal.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// With --control-socket: append the console output to FILE (copied to
+    /// FILE.1 and emptied past 1 MiB).
+    #[arg(long, value_name = "FILE", requires = "control_socket")]
+    pub console_log: Option<PathBuf>,
+    /// When the process ends, write why (JSON: code, reason, message) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub exit_file: Option<PathBuf>,
+}
+
+/// How a guest run ended: the process's exit code and the reason written
+/// to `--exit-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub code: u8,
+    /// `powered_off`, `reset`, `shutdown`, `signal`, `quit`, `fail`,
+    /// `kernel_panic`, `fault`, `exited` or `error`.
+    pub reason: &'static str,
+    pub message: Option<String>,
 }
 
 /// Parse a memory size: bytes, or a number followed by K, M, G or T
@@ -156,6 +180,33 @@ fn parse_net(s: &str) -> Result<NetSpec, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let exit_file = args.exit_file.clone();
+    let result = run_guest(args);
+    let Some(path) = exit_file else {
+        return result.map(|f| ExitCode::from(f.code));
+    };
+    let finished = match &result {
+        Ok(f) => f.clone(),
+        Err(e) => Finished {
+            code: 1,
+            reason: "error",
+            message: Some(format!("{e:#}")),
+        },
+    };
+    let record = vessel_control::ExitRecord {
+        code: i32::from(finished.code),
+        reason: finished.reason.to_string(),
+        message: finished.message,
+        pid: std::process::id(),
+        ended_at: vessel_control::unix_now(),
+    };
+    if let Err(e) = vessel_control::write_exit_record(&path, &record) {
+        eprintln!("vessel: {e}");
+    }
+    result.map(|f| ExitCode::from(f.code))
+}
+
+fn run_guest(args: Args) -> anyhow::Result<Finished> {
     let mut args = args;
     if let Some(name) = args.image.clone() {
         // A fetched image supplies what the flags leave out.
@@ -201,7 +252,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match args.arch {
         Arch::Riscv64 => riscv::run(args),
-        Arch::X86_64 => x86::run(args),
+        Arch::X86_64 => {
+            if args.control_socket.is_some() {
+                // The daemon still supervises it by pid and signals; its
+                // console is stdout (the daemon points it at the log).
+                eprintln!(
+                    "vessel: warning: --control-socket and --console-log are not served for \
+                     --arch x86_64 yet; the console stays on stdout"
+                );
+            }
+            let code = x86::run(args)?;
+            // ExitCode keeps its value private: find which one it is.
+            let code = (0..=u8::MAX)
+                .find(|c| ExitCode::from(*c) == code)
+                .unwrap_or(1);
+            Ok(Finished {
+                code,
+                reason: "exited",
+                message: None,
+            })
+        }
     }
 }
 

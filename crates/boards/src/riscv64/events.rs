@@ -20,11 +20,15 @@ pub enum StopReason {
     Quit,
     /// vessel received this termination signal (SIGTERM, SIGHUP).
     Signal(i32),
+    /// A supervisor asked for a clean stop (the control socket's shutdown).
+    Shutdown,
 }
 
 #[derive(Default)]
 struct State {
     stop: Option<StopReason>,
+    /// The run loop parks while this is set (a stop still ends it).
+    paused: bool,
     /// Bumped on every wake-up, so a sleeper can tell whether one happened
     /// since it last looked.
     generation: u64,
@@ -59,6 +63,36 @@ impl Events {
 
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.lock().stop.clone()
+    }
+
+    /// Park the run loop after its current slice; true if it was running.
+    pub fn pause(&self) -> bool {
+        let mut s = self.lock();
+        let was = s.paused;
+        s.paused = true;
+        s.generation += 1;
+        self.cond.notify_all();
+        !was
+    }
+
+    /// Let the run loop go on; true if it was paused.
+    pub fn resume(&self) -> bool {
+        let mut s = self.lock();
+        let was = s.paused;
+        s.paused = false;
+        s.generation += 1;
+        self.cond.notify_all();
+        was
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// Block while paused and not asked to stop.
+    pub fn wait_while_paused(&self) {
+        let s = self.lock();
+        drop(self.cond.wait_while(s, |s| s.paused && s.stop.is_none()));
     }
 
     /// Something happened that may end a hart's wait for interrupt.
@@ -97,6 +131,24 @@ mod tests {
         e.stop(StopReason::Fail(3));
         e.stop(StopReason::PowerOff);
         assert_eq!(e.stop_reason(), Some(StopReason::Fail(3)));
+    }
+
+    #[test]
+    fn pause_parks_until_resume_or_stop() {
+        let e = Arc::new(Events::new());
+        assert!(e.pause());
+        assert!(!e.pause(), "already paused");
+        let e2 = e.clone();
+        let t = std::thread::spawn(move || e2.wait_while_paused());
+        assert!(e.resume());
+        t.join().unwrap();
+        assert!(!e.resume(), "not paused");
+        e.pause();
+        let e2 = e.clone();
+        let t = std::thread::spawn(move || e2.wait_while_paused());
+        e.stop(StopReason::Shutdown);
+        t.join().unwrap();
+        assert!(e.is_paused());
     }
 
     #[test]

@@ -470,6 +470,11 @@ impl VirtMachine {
             if let Some(reason) = self.events.stop_reason() {
                 return Outcome::Stopped(reason);
             }
+            if self.events.is_paused() {
+                // Paused by a supervisor: no instruction runs until resumed.
+                self.events.wait_while_paused();
+                continue;
+            }
             if let Some(line) = self.panic_timed_out() {
                 return Outcome::Stopped(StopReason::KernelPanic(line));
             }

@@ -2,7 +2,6 @@
 //! devices in its virtio-mmio slots.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -14,7 +13,8 @@ use vessel_devices::VirtioMmio;
 use vessel_devices::virtio::console::Console;
 use vessel_devices::virtio::rng::Rng;
 
-use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine};
+use super::control::{RiscvControl, hub, serve};
+use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine, Finished};
 
 /// How many virtio devices the flags ask for, or a one-line error naming
 /// them when the board has too few slots.
@@ -39,7 +39,7 @@ fn count_devices(args: &Args) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<Finished> {
     if args.engine == Engine::Kvm {
         bail!(
             "--engine kvm runs guests of the host's architecture (--arch x86_64); \
@@ -78,14 +78,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         initrd: args.initrd.clone(),
         bootargs: args.append.clone().unwrap_or_default(),
     };
-    let mut machine = VirtMachine::new(&config, Box::new(std::io::stdout()))?;
+    // Under a supervisor (--control-socket) the console goes to the
+    // control socket's hub and the log; otherwise to this terminal.
+    let control_hub = match &args.control_socket {
+        Some(_) => Some(hub(args.console_log.as_deref())?),
+        None => None,
+    };
+    let console_out = || -> Box<dyn Write + Send> {
+        match &control_hub {
+            Some(h) => Box::new(h.writer()),
+            None => Box::new(std::io::stdout()),
+        }
+    };
+    let mut machine = VirtMachine::new(&config, console_out())?;
 
     // Console input: the UART's, or a pipe into virtio-console's reader.
     let mut console_in = None;
     if args.console == ConsoleKind::Virtio {
         let (reader, writer) =
             std::io::pipe().context("cannot create a pipe for virtio-console input")?;
-        let output = machine.watched_console(Box::new(std::io::stdout()));
+        let output = machine.watched_console(console_out());
         let console = Console::new(output, Some(Box::new(reader)))?;
         devices.push(Box::new(console));
         console_in = Some(writer);
@@ -99,12 +111,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
     }
 
-    let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
     let input = machine.console_input();
-    let quit = input.clone();
     let signalled = input.clone();
     on_termination(move |signal| signalled.signal(signal))
         .context("cannot watch for termination signals")?;
+    if let (Some(path), Some(h)) = (&args.control_socket, &control_hub) {
+        match console_in {
+            Some(pipe) => {
+                let pipe = Mutex::new(pipe);
+                h.set_input(move |bytes| {
+                    let _ = pipe
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .write_all(bytes);
+                });
+            }
+            None => h.set_input(move |bytes| input.send(bytes)),
+        }
+        let control = Arc::new(RiscvControl {
+            events: machine.events(),
+        });
+        let _server = serve(path, control, Arc::clone(h))?;
+        let report = machine.run()?;
+        return Ok(finish(report));
+    }
+    let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
+    let quit = input.clone();
     match console_in {
         Some(mut pipe) => spawn_input(
             move |bytes| {
@@ -120,7 +152,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(terminal);
     let report = report?;
     let _ = std::io::stdout().flush();
+    Ok(finish(report))
+}
 
+/// The exit code and reason of a finished run, said on stderr.
+fn finish(report: vessel_boards::riscv64::RunReport) -> Finished {
     if std::env::var_os("VESSEL_STATS").is_some_and(|v| v == "1") {
         let secs = report.elapsed.as_secs_f64();
         eprintln!(
@@ -131,31 +167,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let code = match report.outcome {
-        Outcome::Stopped(StopReason::PowerOff) | Outcome::Stopped(StopReason::Quit) => 0,
-        Outcome::Stopped(StopReason::Reset) => {
-            eprintln!("vessel: the guest asked for a reset; stopping (as QEMU's -no-reboot)");
-            0
+    let said = |reason: &'static str, code: u8, message: String| {
+        eprintln!("vessel: {message}");
+        Finished {
+            code,
+            reason,
+            message: Some(message),
         }
+    };
+    match report.outcome {
+        Outcome::Stopped(StopReason::PowerOff) => Finished {
+            code: 0,
+            reason: "powered_off",
+            message: None,
+        },
+        Outcome::Stopped(StopReason::Quit) => Finished {
+            code: 0,
+            reason: "quit",
+            message: None,
+        },
+        Outcome::Stopped(StopReason::Reset) => said(
+            "reset",
+            0,
+            "the guest asked for a reset; stopping (as QEMU's -no-reboot)".into(),
+        ),
         Outcome::Stopped(StopReason::Signal(signal)) => {
-            eprintln!("vessel: terminating on signal {signal}");
-            0
+            said("signal", 0, format!("terminating on signal {signal}"))
         }
-        Outcome::Stopped(StopReason::Fail(code)) => {
-            eprintln!("vessel: the guest reported failure with code {code}");
+        Outcome::Stopped(StopReason::Shutdown) => said(
+            "shutdown",
+            0,
+            "shut down at the supervisor's request (control socket)".into(),
+        ),
+        Outcome::Stopped(StopReason::Fail(code)) => said(
+            "fail",
             match (code & 0xff) as u8 {
                 0 => 1,
                 c => c,
-            }
-        }
-        Outcome::Stopped(StopReason::KernelPanic(line)) => {
-            eprintln!("vessel: the guest kernel panicked: {line}");
-            EXIT_PANIC
-        }
-        Outcome::Fault(fault) => {
-            eprintln!("vessel: emulator fault: {fault}");
-            EXIT_FAULT
-        }
-    };
-    Ok(ExitCode::from(code))
+            },
+            format!("the guest reported failure with code {code}"),
+        ),
+        Outcome::Stopped(StopReason::KernelPanic(line)) => said(
+            "kernel_panic",
+            EXIT_PANIC,
+            format!("the guest kernel panicked: {line}"),
+        ),
+        Outcome::Fault(fault) => said("fault", EXIT_FAULT, format!("emulator fault: {fault}")),
+    }
 }
