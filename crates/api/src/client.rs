@@ -218,7 +218,7 @@ impl Client {
 
 /// `/v1/instances/{name}{suffix}`, with the name percent-encoded so that
 /// whatever a user typed reaches the daemon's validation intact.
-fn instance_path(name: &str, suffix: &str) -> String {
+pub(crate) fn instance_path(name: &str, suffix: &str) -> String {
     let mut path = String::from("/v1/instances/");
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

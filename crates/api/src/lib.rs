@@ -7,9 +7,11 @@
 //! object `{"error": "..."}` whose message says what failed and what to do.
 
 pub mod client;
+pub mod console;
 pub mod types;
 
 pub use client::{Client, ClientError, RawResponse};
+pub use console::{CONSOLE_PROTOCOL, ConsoleStream, LogStream};
 pub use hyper::Method;
 pub use types::*;
 
@@ -50,6 +52,11 @@ mod tests {
             "/v1/instances/{name}/start",
             "/v1/instances/{name}/stop",
             "/v1/instances/{name}/kill",
+            "/v1/instances/{name}/pause",
+            "/v1/instances/{name}/resume",
+            "/v1/instances/{name}/restart",
+            "/v1/instances/{name}/logs",
+            "/v1/instances/{name}/console",
         ] {
             assert!(paths.contains_key(path), "openapi.json lacks {path}");
         }

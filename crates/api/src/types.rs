@@ -98,6 +98,46 @@ pub struct ContainerSpec {
 pub struct CreateInstance {
     pub name: String,
     pub spec: InstanceSpec,
+    /// What the daemon does when the instance's process ends by itself.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Whether the daemon starts an instance again when its process ends by
+/// itself (never after a stop or kill request), with a backoff of 1 s,
+/// 2 s, 4 s ... up to 60 s between quick failures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    /// When it crashed: a VM that did not power off cleanly, a container
+    /// that exited with a non-zero code or a signal.
+    #[serde(rename = "on-failure")]
+    OnFailure,
+    /// Whenever it ends by itself.
+    #[serde(rename = "always")]
+    Always,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "no" => RestartPolicy::No,
+            "on-failure" => RestartPolicy::OnFailure,
+            "always" => RestartPolicy::Always,
+            _ => return None,
+        })
+    }
 }
 
 /// Where an instance is in its life.
@@ -108,6 +148,8 @@ pub enum InstanceState {
     Created,
     /// Its process runs.
     Running,
+    /// Its process exists but the guest does not run (`pause`).
+    Paused,
     /// A stop was requested; the process has not ended yet.
     Stopping,
     /// Its process ended; `exit` says why.
@@ -119,6 +161,7 @@ impl InstanceState {
         match self {
             InstanceState::Created => "created",
             InstanceState::Running => "running",
+            InstanceState::Paused => "paused",
             InstanceState::Stopping => "stopping",
             InstanceState::Stopped => "stopped",
         }
@@ -128,6 +171,7 @@ impl InstanceState {
         Some(match s {
             "created" => InstanceState::Created,
             "running" => InstanceState::Running,
+            "paused" => InstanceState::Paused,
             "stopping" => InstanceState::Stopping,
             "stopped" => InstanceState::Stopped,
             _ => return None,
@@ -136,7 +180,10 @@ impl InstanceState {
 
     /// Whether a process may exist for an instance in this state.
     pub fn is_active(self) -> bool {
-        matches!(self, InstanceState::Running | InstanceState::Stopping)
+        matches!(
+            self,
+            InstanceState::Running | InstanceState::Paused | InstanceState::Stopping
+        )
     }
 }
 
@@ -156,7 +203,8 @@ pub enum ExitReason {
     Killed,
     /// The process could not be started (see `message`).
     StartFailed,
-    /// The daemon lost track of it (it restarted while the instance ran).
+    /// Its process ended while the daemon was not running, and left no
+    /// exit record saying why.
     Lost,
 }
 
@@ -228,6 +276,11 @@ pub struct Instance {
     /// Memory and vCPUs, counted against the host when it starts.
     #[serde(default)]
     pub resources: Resources,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// How many times the restart policy has started it again.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// `POST /v1/instances/{name}/exec`: run a command in a running container.

@@ -50,6 +50,10 @@ pub struct CreateArgs {
     /// Start it right away.
     #[arg(long)]
     pub start: bool,
+    /// Start it again when it ends by itself: no, on-failure or always
+    /// (with a backoff of 1 s doubling to 60 s).
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = parse_restart)]
+    pub restart: vessel_api::RestartPolicy,
     /// Print the instance as JSON.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +138,7 @@ async fn run_async(command: Command, client: Client) -> anyhow::Result<ExitCode>
             let request = CreateInstance {
                 name: args.name,
                 spec,
+                restart: args.restart,
             };
             let mut instance = client.create(&request).await?;
             if args.start {
@@ -205,6 +210,11 @@ fn absolute_file_args(args: Vec<String>) -> Vec<String> {
     out
 }
 
+fn parse_restart(s: &str) -> Result<vessel_api::RestartPolicy, String> {
+    vessel_api::RestartPolicy::parse(s)
+        .ok_or_else(|| format!("invalid restart policy '{s}': use no, on-failure or always"))
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -229,6 +239,7 @@ fn status(instance: &Instance, now: i64) -> String {
         InstanceState::Created => "Created".to_string(),
         InstanceState::Running => format!("Up {}", ago(now - instance.started_at.unwrap_or(now))),
         InstanceState::Stopping => "Stopping".to_string(),
+        InstanceState::Paused => "Paused".to_string(),
         InstanceState::Stopped => {
             let when = instance
                 .finished_at
@@ -312,6 +323,8 @@ mod tests {
             finished_at: Some(1100),
             log_path: String::new(),
             resources: Default::default(),
+            restart_policy: Default::default(),
+            restart_count: 0,
         }
     }
 

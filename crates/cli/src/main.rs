@@ -3,6 +3,7 @@
 //! The binary is thin: each subcommand parses its flags here and calls into
 //! the library crate that does the work.
 
+mod console;
 mod daemon;
 mod host_check;
 mod image;
@@ -40,6 +41,8 @@ enum Command {
     Daemon(daemon::Args),
     #[command(flatten)]
     Instances(instances::Command),
+    #[command(flatten)]
+    Console(console::Command),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Daemon(args) => daemon::run(args),
         Command::Instances(command) => instances::run(command),
+        Command::Console(command) => console::run(command),
     };
     match result {
         Ok(code) => code,

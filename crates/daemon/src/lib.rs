@@ -3,6 +3,7 @@
 //! instance processes. `vessel daemon` runs it; tests start it in-process.
 
 pub mod config;
+pub mod console;
 pub mod server;
 pub mod store;
 pub mod supervisor;
@@ -61,6 +62,7 @@ impl RunningDaemon {
     /// Stop serving and remove the socket. Instance processes keep running
     /// (they are in their own process groups).
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        self.supervisor.detach();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

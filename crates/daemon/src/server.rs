@@ -43,6 +43,7 @@ impl From<SupervisorError> for ApiError {
                 StatusCode::CONFLICT
             }
             SupervisorError::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            SupervisorError::Control { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, err.to_string())
@@ -59,6 +60,7 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/v1/instances/{name}/start", post(start))
         .route("/v1/instances/{name}/stop", post(stop))
         .route("/v1/instances/{name}/kill", post(kill))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(supervisor)

@@ -7,10 +7,12 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use thiserror::Error;
-use vessel_api::{ExitReason, ExitStatus, Instance, InstanceSpec, InstanceState, Resources};
+use vessel_api::{
+    ExitReason, ExitStatus, Instance, InstanceSpec, InstanceState, Resources, RestartPolicy,
+};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -44,7 +46,7 @@ pub struct Store {
 
 const COLUMNS: &str = "name, kind, spec, state, pid, exit_reason, exit_code, exit_signal, \
                        exit_message, created_at, started_at, finished_at, log_path, \
-                       memory_bytes, cpus";
+                       memory_bytes, cpus, restart_policy, restart_count";
 
 impl Store {
     /// Open (creating if needed) `state.db` in `dir`.
@@ -102,6 +104,20 @@ impl Store {
             )
             .map_err(open_err)?;
         }
+        if version < 3 {
+            // Version 3: the restart policy and count, and the start time
+            // of the instance's process (with the pid, it names the process
+            // for good: a restarted daemon checks it before reattaching).
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE instances ADD COLUMN restart_policy TEXT NOT NULL DEFAULT 'no';
+                 ALTER TABLE instances ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE instances ADD COLUMN pid_start INTEGER;
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )
+            .map_err(open_err)?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -117,8 +133,8 @@ impl Store {
         let spec = serde_json::to_string(&instance.spec).unwrap_or_default();
         let result = self.conn().execute(
             "INSERT INTO instances (name, kind, spec, state, created_at, log_path,
-                 memory_bytes, cpus)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 memory_bytes, cpus, restart_policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 instance.name,
                 instance.kind.as_str(),
@@ -131,6 +147,7 @@ impl Store {
                     .memory_bytes
                     .map(|m| m.min(i64::MAX as u64) as i64),
                 instance.resources.cpus,
+                instance.restart_policy.as_str(),
             ],
         );
         match result {
@@ -183,6 +200,35 @@ impl Store {
                  exit_reason = NULL, exit_code = NULL, exit_signal = NULL, exit_message = NULL
              WHERE name = ?1",
             params![name, pid, now],
+        )
+    }
+
+    /// The start time (clock ticks after boot) of the instance's process.
+    pub fn set_pid_start(&self, name: &str, start: Option<u64>) -> Result<(), StoreError> {
+        self.update(
+            name,
+            "UPDATE instances SET pid_start = ?2 WHERE name = ?1",
+            params![name, start.map(|t| t.min(i64::MAX as u64) as i64)],
+        )
+    }
+
+    pub fn pid_start(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT pid_start FROM instances WHERE name = ?1")?;
+        let start: Option<Option<i64>> =
+            stmt.query_row(params![name], |row| row.get(0)).optional()?;
+        match start {
+            None => Err(StoreError::NotFound(name.to_string())),
+            Some(t) => Ok(t.map(|t| t.max(0) as u64)),
+        }
+    }
+
+    /// The restart policy started it again.
+    pub fn bump_restart_count(&self, name: &str) -> Result<(), StoreError> {
+        self.update(
+            name,
+            "UPDATE instances SET restart_count = restart_count + 1 WHERE name = ?1",
+            params![name],
         )
     }
 
@@ -246,6 +292,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance, StoreError>> {
     let spec_text: String = row.get(2)?;
     let state_text: String = row.get(3)?;
     let exit_reason: Option<String> = row.get(5)?;
+    let policy_text: String = row.get(15)?;
     let corrupt = |field, detail: String| StoreError::Corrupt {
         name: name.clone(),
         field,
@@ -257,6 +304,9 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance, StoreError>> {
     };
     let Some(state) = InstanceState::parse(&state_text) else {
         return Ok(Err(corrupt("state", state_text)));
+    };
+    let Some(restart_policy) = RestartPolicy::parse(&policy_text) else {
+        return Ok(Err(corrupt("restart_policy", policy_text)));
     };
     let exit = match exit_reason {
         None => None,
@@ -284,6 +334,8 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance, StoreError>> {
             memory_bytes: row.get::<_, Option<i64>>(13)?.map(|m| m.max(0) as u64),
             cpus: row.get(14)?,
         },
+        restart_policy,
+        restart_count: row.get::<_, i64>(16)?.clamp(0, u32::MAX as i64) as u32,
         name,
     }))
 }
@@ -311,6 +363,8 @@ mod tests {
                 memory_bytes: Some(64 << 20),
                 cpus: Some(1.5),
             },
+            restart_policy: RestartPolicy::OnFailure,
+            restart_count: 0,
         }
     }
 
@@ -329,6 +383,10 @@ mod tests {
         assert_eq!(store.get("a").unwrap(), instance("a"));
 
         store.set_running("a", 4242, 200).unwrap();
+        store.set_pid_start("a", Some(777)).unwrap();
+        assert_eq!(store.pid_start("a").unwrap(), Some(777));
+        store.bump_restart_count("a").unwrap();
+        assert_eq!(store.get("a").unwrap().restart_count, 1);
         let a = store.get("a").unwrap();
         assert_eq!(
             (a.state, a.pid, a.started_at),

@@ -6,12 +6,23 @@
 //! daemon never runs a guest in-process, so a crashed VMM or container ends
 //! one instance, never the daemon. Console output goes straight from the
 //! process to `console.log` (O_APPEND), bounded by copy-and-truncate.
+//!
+//! A VM process serves a control socket of its own (`vessel run
+//! --control-socket`, crates/control) and writes an exit record when it
+//! ends; both outlive the daemon, so a restarted daemon reattaches to the
+//! instances that still run (`reattach.rs`) and learns why the others
+//! ended. Restart policies are applied here too (`policy.rs`).
+
+pub mod control;
+mod policy;
+mod reattach;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +35,7 @@ use vessel_api::{
     CreateInstance, ExitReason, ExitStatus, Instance, InstanceKind, InstanceSpec, InstanceState,
     SpecError, validate_name,
 };
+use vessel_control::ExitRecord;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -60,6 +72,8 @@ pub enum SupervisorError {
         "instance {name:?} did not end within {secs} s of SIGKILL (process {pid} is stuck in the kernel?)"
     )]
     Unkillable { name: String, pid: i32, secs: u64 },
+    #[error("instance {name:?}: {message}")]
+    Control { name: String, message: String },
 }
 
 /// What a stop/kill request asked for, so the exit is reported as such.
@@ -75,6 +89,9 @@ struct Running {
     kind: InstanceKind,
     request: Arc<Mutex<Option<Request>>>,
     done: watch::Receiver<bool>,
+    /// The VM's control socket (None for containers).
+    control: Option<PathBuf>,
+    paused: bool,
 }
 
 pub struct Supervisor {
@@ -85,6 +102,15 @@ pub struct Supervisor {
     /// stop/kill, delete) so that two clients cannot start one instance twice
     /// or delete a half-made one. Never held while waiting for a process.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Restarts the policy has scheduled, by name: a token that a user's
+    /// start, stop, kill or delete removes to cancel it.
+    pending_restarts: Mutex<HashMap<String, u64>>,
+    next_token: AtomicU64,
+    /// Quick failures in a row, by name, for the restart backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Set when the daemon shuts down in-process (tests): watchers stop
+    /// recording, as they would if the daemon process had exited.
+    detached: AtomicBool,
 }
 
 fn now() -> i64 {
@@ -95,41 +121,31 @@ fn now() -> i64 {
 }
 
 impl Supervisor {
-    /// Open the store, and mark instances recorded as running by a previous
-    /// daemon: reattaching to them is not implemented yet, so they are
-    /// `stopped` with reason `lost` and a message that says whether their
-    /// process still runs.
+    /// Open the store and take up the instances a previous daemon ran:
+    /// reattach to those whose process still runs, record why the others
+    /// ended (see `reattach.rs`).
     pub fn new(config: Config) -> Result<Arc<Supervisor>, SupervisorError> {
         let store = Store::open(&config.state_dir)?;
-        for instance in store.list()? {
-            if !instance.state.is_active() {
-                continue;
-            }
-            let alive = instance
-                .pid
-                .is_some_and(|pid| pid > 0 && kill(Pid::from_raw(pid), None).is_ok());
-            let message = match (instance.pid, alive) {
-                (Some(pid), true) => format!(
-                    "the daemon restarted while process {pid} ran; it still runs but is no longer \
-                     supervised (reattach is not implemented yet): end it with `kill {pid}`"
-                ),
-                _ => "its process ended while the daemon was not running".to_string(),
-            };
-            tracing::warn!(name = %instance.name, %message, "instance lost");
-            let exit = ExitStatus {
-                reason: ExitReason::Lost,
-                code: None,
-                signal: None,
-                message: Some(message),
-            };
-            store.set_stopped(&instance.name, &exit, now())?;
-        }
-        Ok(Arc::new(Supervisor {
+        let sup = Arc::new(Supervisor {
             config,
             store,
             running: Mutex::new(HashMap::new()),
             lifecycle: tokio::sync::Mutex::new(()),
-        }))
+            pending_restarts: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            failures: Mutex::new(HashMap::new()),
+            detached: AtomicBool::new(false),
+        });
+        sup.reattach_all()?;
+        Ok(sup)
+    }
+
+    /// Stop recording anything: instance processes go on unwatched, for
+    /// the next daemon to reattach (what a daemon exit does).
+    pub fn detach(&self) {
+        self.detached
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.lock_pending().clear();
     }
 
     pub fn config(&self) -> &Config {
@@ -152,6 +168,8 @@ impl Supervisor {
     pub async fn create(&self, request: CreateInstance) -> Result<Instance, SupervisorError> {
         validate_name(&request.name)?;
         request.spec.validate()?;
+        // Paths first, so that nothing is told about files outside the
+        // allowed dirs.
         if let InstanceSpec::Container(c) = &request.spec {
             let config = Path::new(&c.bundle).join("config.json");
             if !config.is_file() {
@@ -171,6 +189,8 @@ impl Supervisor {
             finished_at: None,
             log_path: dir.join("console.log").to_string_lossy().into_owned(),
             resources: Default::default(),
+            restart_policy: request.restart,
+            restart_count: 0,
             name: request.name,
         };
         self.store.insert(&instance)?;
@@ -188,6 +208,11 @@ impl Supervisor {
 
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
         validate_name(name)?;
+        self.cancel_restart(name);
+        self.start_locked(name).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
         let _guard = self.lifecycle.lock().await;
         let instance = self.store.get(name)?;
         if instance.state.is_active() {
@@ -220,38 +245,80 @@ impl Supervisor {
         };
         let pid = spawned.pid();
         self.store.set_running(name, pid, now())?;
+        self.store
+            .set_pid_start(name, vessel_control::process_start_time(pid))?;
+        let control = (instance.kind == InstanceKind::Vm).then(|| self.control_path(name));
+        self.supervise(name, instance.kind, spawned, control, false);
+        tracing::info!(name, pid, "started");
+        Ok(self.store.get(name)?)
+    }
+
+    /// Where a VM's control socket and exit record are.
+    fn control_path(&self, name: &str) -> PathBuf {
+        self.config.instance_dir(name).join("control.sock")
+    }
+
+    fn exit_path(&self, name: &str) -> PathBuf {
+        self.config.instance_dir(name).join("exit.json")
+    }
+
+    /// Record a running process and watch it until it ends.
+    fn supervise(
+        self: &Arc<Self>,
+        name: &str,
+        kind: InstanceKind,
+        spawned: Spawned,
+        control: Option<PathBuf>,
+        paused: bool,
+    ) {
         let (done_tx, done_rx) = watch::channel(false);
         let request = Arc::new(Mutex::new(None));
         self.running().insert(
             name.to_string(),
             Running {
-                pid,
-                kind: instance.kind,
+                pid: spawned.pid(),
+                kind,
                 request: request.clone(),
                 done: done_rx,
+                control,
+                paused,
             },
         );
-        tracing::info!(name, pid, "started");
         let sup = Arc::clone(self);
-        let name_owned = name.to_string();
+        let name = name.to_string();
+        let log = PathBuf::from(
+            self.store
+                .get(&name)
+                .map(|i| i.log_path)
+                .unwrap_or_default(),
+        );
         tokio::spawn(async move {
-            sup.watch(
-                name_owned,
-                instance.kind,
-                spawned,
-                log_path,
-                request,
-                done_tx,
-            )
-            .await;
+            sup.watch(name, kind, spawned, log, request, done_tx).await;
         });
-        Ok(self.store.get(name)?)
     }
 
     fn spawn_vm(&self, name: &str, args: &[String], log: &Path) -> Result<Child, SupervisorError> {
         let (out, err) = open_log(name, log)?;
+        let exit = self.exit_path(name);
+        if let Err(source) = std::fs::remove_file(&exit)
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(SupervisorError::Io {
+                name: name.to_string(),
+                path: exit,
+                source,
+            });
+        }
+        // The VMM serves its control socket and writes the console log and
+        // its exit record itself, so that it outlives the daemon.
         Command::new(&self.config.vmm_program)
             .arg("run")
+            .arg("--control-socket")
+            .arg(self.control_path(name))
+            .arg("--console-log")
+            .arg(log)
+            .arg("--exit-file")
+            .arg(&exit)
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -368,7 +435,7 @@ impl Supervisor {
     /// Wait for the process to end, keep its log bounded meanwhile, and
     /// record why it ended.
     async fn watch(
-        &self,
+        self: &Arc<Self>,
         name: String,
         kind: InstanceKind,
         spawned: Spawned,
@@ -400,20 +467,53 @@ impl Supervisor {
                     break ended;
                 }
             },
+            Spawned::Attached { pid, start } => loop {
+                tick.tick().await;
+                bound_log(&log, self.config.log_limit);
+                if vessel_control::process_ended(pid)
+                    || vessel_control::process_start_time(pid) != start
+                {
+                    break (None, None);
+                }
+            },
         };
+        if self.detached.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let started_at = self.store.get(&name).ok().and_then(|i| i.started_at);
         bound_log(&log, self.config.log_limit);
         if kind == InstanceKind::Container {
             let _ = self.runtime(&["delete", "--force", &name]).await;
         }
         let requested = *request.lock().unwrap_or_else(|e| e.into_inner());
-        let exit = exit_status(kind, requested, code, signal, &log);
+        let record = match kind {
+            InstanceKind::Vm => self.exit_record(&name),
+            InstanceKind::Container => None,
+        };
+        let exit = exit_status(kind, requested, code, signal, &log, record.as_ref());
         tracing::info!(%name, reason = exit.reason.as_str(), ?code, ?signal, "ended");
-        if let Err(e) = self.store.set_stopped(&name, &exit, now()) {
+        let recorded = self.store.set_stopped(&name, &exit, now());
+        if let Err(e) = &recorded {
             // Deleted meanwhile (rm -f): nothing to record.
             tracing::debug!(%name, error = %e, "recording the exit");
         }
         self.running().remove(&name);
         let _ = done.send(true);
+        if recorded.is_ok() {
+            let ran = started_at.map(|t| now().saturating_sub(t)).unwrap_or(0);
+            self.after_exit(&name, &exit, Duration::from_secs(ran.max(0) as u64));
+        }
+    }
+
+    /// The VM's exit record, if it wrote one.
+    fn exit_record(&self, name: &str) -> Option<ExitRecord> {
+        match vessel_control::read_exit_record(&self.exit_path(name)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(name, error = %e, "reading the exit record");
+                None
+            }
+        }
     }
 
     /// Ask the process to end (SIGTERM), SIGKILL after `timeout`; returns
@@ -424,6 +524,10 @@ impl Supervisor {
         timeout: Option<Duration>,
     ) -> Result<Instance, SupervisorError> {
         let timeout = timeout.unwrap_or(self.config.stop_timeout);
+        if self.cancel_restart(name) && !self.store.get(name)?.state.is_active() {
+            // Waiting for the restart policy: that restart is off.
+            return Ok(self.store.get(name)?);
+        }
         let done = self.signal(name, Request::Stop, Signal::SIGTERM).await?;
         if !wait_done(done.clone(), timeout).await {
             tracing::info!(name, "did not stop in time; killing");
@@ -435,6 +539,9 @@ impl Supervisor {
 
     /// SIGKILL; returns once the process has ended.
     pub async fn kill(&self, name: &str) -> Result<Instance, SupervisorError> {
+        if self.cancel_restart(name) && !self.store.get(name)?.state.is_active() {
+            return Ok(self.store.get(name)?);
+        }
         let done = self.signal(name, Request::Kill, Signal::SIGKILL).await?;
         self.wait_killed(name, done).await?;
         Ok(self.store.get(name)?)
@@ -442,6 +549,7 @@ impl Supervisor {
 
     pub async fn delete(&self, name: &str, force: bool) -> Result<Instance, SupervisorError> {
         validate_name(name)?;
+        self.cancel_restart(name);
         loop {
             let instance = self.store.get(name)?;
             if instance.state.is_active() {
@@ -504,7 +612,30 @@ impl Supervisor {
         if request == Request::Stop {
             self.store.set_state(name, InstanceState::Stopping)?;
         }
+        let (control, kind, paused) = {
+            let running = self.running();
+            running
+                .get(name)
+                .map(|r| (r.control.clone(), r.kind, r.paused))
+                .unwrap_or((None, InstanceKind::Vm, false))
+        };
+        // A VM is asked over its control socket (a clean VMM exit, also
+        // when paused); a signal if that fails.
+        if request == Request::Stop
+            && let Some(path) = control
+        {
+            match control::call(&path, vessel_control::Request::Shutdown {}).await {
+                Ok(_) => return Ok(done),
+                Err(e) => {
+                    tracing::info!(name, error = %e, "no shutdown over the control socket; signalling")
+                }
+            }
+        }
         self.send(name, signal);
+        // A frozen container takes its signal once thawed.
+        if paused && kind == InstanceKind::Container {
+            let _ = self.runtime(&["resume", name]).await;
+        }
         Ok(done)
     }
 
@@ -547,6 +678,9 @@ enum Spawned {
     /// A container's init: reparented to the daemon (a child subreaper) when
     /// the runtime exits, reaped by pid.
     Pid(i32),
+    /// A process a previous daemon started, taken up again: not our child,
+    /// watched through /proc (the start time tells a reused pid).
+    Attached { pid: i32, start: Option<u64> },
 }
 
 impl Spawned {
@@ -554,6 +688,7 @@ impl Spawned {
         match self {
             Spawned::Child(c) => c.id().map(|p| p as i32).unwrap_or(0),
             Spawned::Pid(p) => *p,
+            Spawned::Attached { pid, .. } => *pid,
         }
     }
 }
@@ -587,10 +722,29 @@ fn exit_status(
     code: Option<i32>,
     signal: Option<i32>,
     log: &Path,
+    record: Option<&ExitRecord>,
 ) -> ExitStatus {
     let (reason, message) = match (requested, code, signal) {
         (Some(Request::Kill), ..) => (ExitReason::Killed, None),
         (Some(Request::Stop), ..) => (ExitReason::Stopped, None),
+        (None, ..) if record.is_some() => {
+            let r = record
+                .map(from_record)
+                .unwrap_or((ExitReason::Crashed, None));
+            return ExitStatus {
+                reason: r.0,
+                code: code.or(record.map(|r| r.code)),
+                signal,
+                message: r.1,
+            };
+        }
+        (None, None, None) if kind == InstanceKind::Vm => (
+            ExitReason::Crashed,
+            Some(format!(
+                "the VMM ended without an exit record (killed by a signal?){}",
+                tail_suffix(log)
+            )),
+        ),
         (None, Some(0), _) if kind == InstanceKind::Vm => (ExitReason::PoweredOff, None),
         (None, Some(_), _) if kind == InstanceKind::Container => (ExitReason::Exited, None),
         (None, None, None) => (
@@ -612,6 +766,17 @@ fn exit_status(
         signal,
         message,
     }
+}
+
+/// The reason and message an exit record gives.
+fn from_record(record: &ExitRecord) -> (ExitReason, Option<String>) {
+    let reason = match record.reason.as_str() {
+        "powered_off" | "reset" => ExitReason::PoweredOff,
+        "exited" if record.code == 0 => ExitReason::PoweredOff,
+        "shutdown" | "signal" | "quit" => ExitReason::Stopped,
+        _ => ExitReason::Crashed,
+    };
+    (reason, record.message.clone())
 }
 
 fn tail_suffix(log: &Path) -> String {
@@ -681,27 +846,27 @@ mod tests {
         let vm = InstanceKind::Vm;
         let c = InstanceKind::Container;
         assert_eq!(
-            exit_status(vm, None, Some(0), None, log).reason,
+            exit_status(vm, None, Some(0), None, log, None).reason,
             ExitReason::PoweredOff
         );
         assert_eq!(
-            exit_status(vm, None, Some(3), None, log).reason,
+            exit_status(vm, None, Some(3), None, log, None).reason,
             ExitReason::Crashed
         );
         assert_eq!(
-            exit_status(vm, None, None, Some(11), log).reason,
+            exit_status(vm, None, None, Some(11), log, None).reason,
             ExitReason::Crashed
         );
         assert_eq!(
-            exit_status(c, None, Some(1), None, log).reason,
+            exit_status(c, None, Some(1), None, log, None).reason,
             ExitReason::Exited
         );
         assert_eq!(
-            exit_status(vm, Some(Request::Stop), None, Some(15), log).reason,
+            exit_status(vm, Some(Request::Stop), None, Some(15), log, None).reason,
             ExitReason::Stopped
         );
         assert_eq!(
-            exit_status(c, Some(Request::Kill), None, Some(9), log).reason,
+            exit_status(c, Some(Request::Kill), None, Some(9), log, None).reason,
             ExitReason::Killed
         );
     }

@@ -18,6 +18,7 @@ fn vm(name: &str, args: &[&str]) -> CreateInstance {
         spec: InstanceSpec::Vm(VmSpec {
             args: args.iter().map(|s| s.to_string()).collect(),
         }),
+        restart: Default::default(),
     }
 }
 
@@ -256,8 +257,9 @@ async fn vm_process_exit_is_recorded_with_its_log() {
     let vmm = script(
         scratch.path(),
         "fake-vessel",
-        r#"echo "args: $*"
-case "$2" in
+        r#"for last; do :; done
+echo "args: $last"
+case "$last" in
   poweroff) exit 0 ;;
   *) echo "error: firmware not found" >&2; exit 3 ;;
 esac"#,
@@ -273,7 +275,7 @@ esac"#,
     assert_eq!((exit.reason, exit.code), (ExitReason::PoweredOff, Some(0)));
     assert_eq!(done.pid, None);
     let log = std::fs::read_to_string(&done.log_path).unwrap();
-    assert_eq!(log, "args: run poweroff\n");
+    assert_eq!(log, "args: poweroff\n");
 
     c.create(&vm("bad", &["--firmware", "/nonexistent"]))
         .await
@@ -294,7 +296,7 @@ esac"#,
     assert_eq!(done.exit.unwrap().reason, ExitReason::PoweredOff);
     assert_eq!(
         std::fs::read_to_string(&done.log_path).unwrap(),
-        "args: run poweroff\n".repeat(2)
+        "args: poweroff\n".repeat(2)
     );
     // Deleting removes the log with the record.
     c.delete("off", false).await.unwrap();
@@ -308,7 +310,8 @@ async fn stop_is_graceful_then_forced_and_kill_kills() {
     let vmm = script(
         scratch.path(),
         "fake-vessel",
-        r#"if [ "$2" = stubborn ]; then trap '' TERM; fi
+        r#"for last; do :; done
+if [ "$last" = stubborn ]; then trap '' TERM; fi
 echo ready
 while :; do sleep 1; done"#,
     );
@@ -360,7 +363,7 @@ while :; do sleep 1; done"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_running_when_the_daemon_restarts_are_marked_lost() {
+async fn instances_running_when_the_daemon_restarts_are_reattached() {
     let scratch = tempfile::tempdir().unwrap();
     let vmm = script(scratch.path(), "fake-vessel", "echo ready; exec sleep 600");
     let mut d = TestDaemon::start(Some(vmm)).await;
@@ -375,11 +378,13 @@ async fn instances_running_when_the_daemon_restarts_are_marked_lost() {
     let config = d.config.clone();
     let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
     let mut d2 = TestDaemon::with_config(dir, config).await;
-    let lost = d2.client.get("orphan").await.unwrap();
-    assert_eq!(lost.state, InstanceState::Stopped);
-    let exit = lost.exit.unwrap();
-    assert_eq!(exit.reason, ExitReason::Lost);
-    assert!(exit.message.unwrap().contains(&format!("process {pid}")));
+    // The same process (pid and start time), supervised again, though
+    // this stand-in serves no control socket.
+    let again = d2.client.get("orphan").await.unwrap();
+    assert_eq!(again.state, InstanceState::Running);
+    assert_eq!(again.pid, Some(pid));
+    let killed = d2.client.kill("orphan").await.unwrap();
+    assert_eq!(killed.exit.unwrap().reason, ExitReason::Killed);
     let _ = nix_kill(pid);
     d2.stop().await;
 }
@@ -408,6 +413,7 @@ async fn container_needs_a_bundle_and_records_start_failures() {
             spec: InstanceSpec::Container(ContainerSpec {
                 bundle: bundle.to_string_lossy().into_owned(),
             }),
+            restart: Default::default(),
         })
         .await
         .unwrap();

@@ -45,6 +45,7 @@ fn vm(name: &str, firmware: &std::path::Path) -> CreateInstance {
                 firmware.to_string_lossy().into_owned(),
             ],
         }),
+        restart: Default::default(),
     }
 }
 
