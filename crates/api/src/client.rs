@@ -211,6 +211,34 @@ impl Client {
         self.call(Method::DELETE, &path, None).await
     }
 
+    /// Run a command in a running container; waits at most `timeout_secs`
+    /// (the daemon's default, 300 s, if None).
+    pub async fn exec(
+        &self,
+        name: &str,
+        request: &crate::ExecRequest,
+        timeout_secs: Option<u64>,
+    ) -> Result<crate::ExecResult, ClientError> {
+        let mut path = instance_path(name, "/exec");
+        if let Some(t) = timeout_secs {
+            path.push_str(&format!("?timeout={t}"));
+        }
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// The Prometheus text exposition at `/metrics`.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let response = self.raw(Method::GET, "/metrics", None).await?;
+        if response.status != 200 {
+            return Err(ClientError::Api {
+                status: response.status,
+                message: String::from_utf8_lossy(&response.body).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, "/openapi.json", None).await
     }

@@ -14,6 +14,27 @@ pub struct Args {
     /// Where the state database, console logs and container state live.
     #[arg(long, value_name = "DIR", default_value = vessel_api::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// A directory whose files requests may name (bundles, rootfs, firmware,
+    /// kernels, initrds, disks). Repeatable; the state dir and the image
+    /// cache (~/.cache/vessel) are always allowed.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
+    /// Running instances may hold up to this times the host's memory
+    /// (1.0: no overcommit).
+    #[arg(long, value_name = "RATIO", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub memory_overcommit: f64,
+    /// Running instances may hold up to this many vCPUs per host CPU.
+    #[arg(long, value_name = "RATIO", default_value_t = 4.0, value_parser = parse_ratio)]
+    pub cpu_overcommit: f64,
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1000.0 => Ok(r),
+        _ => Err(format!(
+            "invalid ratio '{s}': give a number above 0 such as 1.0 or 4"
+        )),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -28,7 +49,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = vessel_daemon::Config::new(args.socket, args.state_dir);
+        let mut config = vessel_daemon::Config::new(args.socket, args.state_dir);
+        for dir in args.allow_dirs {
+            let dir = std::path::absolute(&dir)
+                .with_context(|| format!("--allow-dir {}", dir.display()))?;
+            config.allow_dirs.push(dir);
+        }
+        config.overcommit = vessel_daemon::admission::Overcommit {
+            memory: args.memory_overcommit,
+            cpu: args.cpu_overcommit,
+        };
         let mut daemon = vessel_daemon::start(config).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;

@@ -28,6 +28,28 @@ pub enum Command {
     Ls(LsArgs),
     /// Show an instance as JSON.
     Inspect(NameArgs),
+    /// Run a command in a running container: `vessel exec NAME -- CMD ARGS`.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Parser)]
+pub struct ExecArgs {
+    pub name: String,
+    /// Set an environment variable (NAME=VALUE); repeatable.
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Give up (and kill the command) after this many seconds (daemon default 300).
+    #[arg(short, long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Print the result (exit code, stdout, stderr) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Parser)]
@@ -178,6 +200,31 @@ async fn run_async(command: Command, client: Client) -> anyhow::Result<ExitCode>
             }
         }
         Command::Inspect(args) => print_instance(&client.get(&args.name).await?, true),
+        Command::Exec(args) => {
+            let request = vessel_api::ExecRequest {
+                args: args.command,
+                env: args.env,
+                cwd: args.workdir,
+            };
+            let result = client.exec(&args.name, &request, args.timeout).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                );
+            } else {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(result.stdout.as_bytes());
+                let _ = std::io::stderr().write_all(result.stderr.as_bytes());
+                if result.truncated {
+                    eprintln!(
+                        "vessel: the output was cut at {} bytes",
+                        vessel_api::MAX_EXEC_OUTPUT
+                    );
+                }
+            }
+            return Ok(ExitCode::from(result.exit_code.clamp(0, 255) as u8));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -189,14 +236,17 @@ fn absolute_file_args(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut file_next = false;
     for arg in args {
-        let is_file_flag = matches!(arg.as_str(), "--firmware" | "--kernel" | "--initrd");
+        let is_file_flag = matches!(
+            arg.as_str(),
+            "--firmware" | "--kernel" | "--initrd" | "--disk"
+        );
         if file_next && !arg.starts_with('/') {
             match std::path::absolute(&arg) {
                 Ok(p) => out.push(p.to_string_lossy().into_owned()),
                 Err(_) => out.push(arg),
             }
         } else if let Some((flag, value)) = arg.split_once('=').filter(|(f, v)| {
-            matches!(*f, "--firmware" | "--kernel" | "--initrd") && !v.starts_with('/')
+            matches!(*f, "--firmware" | "--kernel" | "--initrd" | "--disk") && !v.starts_with('/')
         }) {
             let value = std::path::absolute(value)
                 .map(|p| p.to_string_lossy().into_owned())
@@ -263,9 +313,24 @@ fn status(instance: &Instance, now: i64) -> String {
     }
 }
 
+/// "512M", "1.5G", "64K": the unit `vessel run --memory` takes.
+fn memory_size(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        let scale = 1u64 << shift;
+        if bytes >= scale {
+            return if bytes.is_multiple_of(scale) {
+                format!("{}{unit}", bytes / scale)
+            } else {
+                format!("{:.1}{unit}", bytes as f64 / scale as f64)
+            };
+        }
+    }
+    bytes.to_string()
+}
+
 /// A `podman ps`-like table.
 fn table(instances: &[Instance], now: i64) -> String {
-    let rows: Vec<[String; 6]> = instances
+    let rows: Vec<[String; 8]> = instances
         .iter()
         .map(|i| {
             [
@@ -273,12 +338,22 @@ fn table(instances: &[Instance], now: i64) -> String {
                 i.kind.as_str().to_string(),
                 i.state.as_str().to_string(),
                 i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                i.resources
+                    .memory_bytes
+                    .map(memory_size)
+                    .unwrap_or_else(|| "-".into()),
+                i.resources
+                    .cpus
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 format!("{} ago", ago(now - i.created_at)),
                 status(i, now),
             ]
         })
         .collect();
-    let header = ["NAME", "KIND", "STATE", "PID", "CREATED", "STATUS"];
+    let header = [
+        "NAME", "KIND", "STATE", "PID", "MEMORY", "CPUS", "CREATED", "STATUS",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -322,7 +397,10 @@ mod tests {
             started_at: Some(1000),
             finished_at: Some(1100),
             log_path: String::new(),
-            resources: Default::default(),
+            resources: vessel_api::Resources {
+                memory_bytes: Some(512 << 20),
+                cpus: Some(1.0),
+            },
             restart_policy: Default::default(),
             restart_count: 0,
         }
@@ -341,11 +419,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
-            lines[0].starts_with("NAME         KIND  STATE    PID  CREATED"),
+            lines[0].starts_with("NAME         KIND  STATE    PID  MEMORY  CPUS  CREATED"),
             "{text}"
         );
         assert!(
-            lines[1].contains("77") && lines[1].ends_with("Up 2 minutes"),
+            lines[1].contains("77   512M    1     ") && lines[1].ends_with("Up 2 minutes"),
             "{text}"
         );
         assert!(

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admission::Overcommit;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The API's Unix socket.
@@ -18,6 +20,21 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// A console log is copied to `console.log.1` and emptied past this size.
     pub log_limit: u64,
+    /// Host paths in requests must resolve under one of these
+    /// (`--allow-dir`; default: the state dir and the image cache).
+    pub allow_dirs: Vec<PathBuf>,
+    /// How far running instances may overcommit the host's memory and CPUs.
+    pub overcommit: Overcommit,
+}
+
+/// The guest image cache's parent: `$XDG_CACHE_HOME/vessel` or
+/// `~/.cache/vessel` (images live in its `images/`).
+pub fn image_cache_dir() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("vessel"),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/vessel"),
+    }
 }
 
 impl Config {
@@ -31,6 +48,8 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("vessel-runtime"));
         Config {
             socket,
+            allow_dirs: vec![state_dir.clone(), image_cache_dir()],
+            overcommit: Overcommit::default(),
             state_dir,
             vmm_program: exe,
             runtime_program: runtime,

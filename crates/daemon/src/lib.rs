@@ -2,8 +2,12 @@
 //! registry (SQLite under the state directory) and the supervisor of
 //! instance processes. `vessel daemon` runs it; tests start it in-process.
 
+pub mod admission;
+pub mod allowed;
 pub mod config;
 pub mod console;
+pub mod exec;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod supervisor;

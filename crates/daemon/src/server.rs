@@ -13,8 +13,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use vessel_api::{CreateInstance, ErrorBody, InstanceList, MAX_BODY_BYTES, OPENAPI_JSON};
+use vessel_api::{
+    CreateInstance, ErrorBody, ExecRequest, InstanceList, MAX_BODY_BYTES, OPENAPI_JSON,
+};
 
+use crate::admission::AdmissionError;
+use crate::allowed::PathError;
+use crate::exec::ExecError;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::supervisor::{Supervisor, SupervisorError};
 
@@ -44,16 +50,57 @@ impl From<SupervisorError> for ApiError {
             }
             SupervisorError::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             SupervisorError::Control { .. } => StatusCode::CONFLICT,
+            SupervisorError::Admission(AdmissionError::Path(PathError::Outside(_))) => {
+                StatusCode::FORBIDDEN
+            }
+            SupervisorError::Admission(AdmissionError::NoRoom(_)) => StatusCode::CONFLICT,
+            SupervisorError::Admission(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, err.to_string())
     }
 }
 
+impl From<ExecError> for ApiError {
+    fn from(err: ExecError) -> Self {
+        let status = match &err {
+            ExecError::Supervisor(e) => return ApiError::from_ref(e, err.to_string()),
+            ExecError::NoCommand
+            | ExecError::BadArgs
+            | ExecError::BadEnv(_)
+            | ExecError::BadCwd(_) => StatusCode::BAD_REQUEST,
+            ExecError::NotContainer(_) | ExecError::NotRunning { .. } => StatusCode::CONFLICT,
+            ExecError::Runtime { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExecError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ExecError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, err.to_string())
+    }
+}
+
+impl ApiError {
+    fn from_ref(err: &SupervisorError, message: String) -> ApiError {
+        let status = match err {
+            SupervisorError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SupervisorError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, message)
+    }
+}
+
 type ApiResult<T> = Result<T, ApiError>;
 
 pub fn router(supervisor: Arc<Supervisor>) -> Router {
+    // Registering two fixed metrics in a fresh registry cannot fail.
+    let metrics = Arc::new(Metrics::new().expect("metrics registry"));
+    let scrape = {
+        let metrics = Arc::clone(&metrics);
+        move |State(sup): Sup| async move { render_metrics(&sup, &metrics) }
+    };
     Router::new()
+        .route("/metrics", get(scrape))
+        .route("/v1/instances/{name}/exec", post(exec))
         .route("/openapi.json", get(openapi))
         .route("/v1/instances", get(list).post(create))
         .route("/v1/instances/{name}", get(inspect).delete(delete))
@@ -61,9 +108,75 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/v1/instances/{name}/stop", post(stop))
         .route("/v1/instances/{name}/kill", post(kill))
         .merge(crate::console::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(supervisor)
+}
+
+fn render_metrics(sup: &Supervisor, metrics: &Metrics) -> ApiResult<Response> {
+    let text = metrics.render(&sup.list()?, crate::admission::Host::probe());
+    Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecQuery {
+    timeout: Option<u64>,
+}
+
+/// The default and the longest time an exec may take.
+const EXEC_TIMEOUT: u64 = 300;
+const MAX_EXEC_TIMEOUT: u64 = 3600;
+
+async fn exec(
+    State(sup): Sup,
+    Path(name): Path<String>,
+    query: Result<Query<ExecQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; the only parameter is timeout=SECONDS"),
+        )
+    })?;
+    let timeout = query.timeout.unwrap_or(EXEC_TIMEOUT);
+    if timeout == 0 || timeout > MAX_EXEC_TIMEOUT {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("timeout is 1 to {MAX_EXEC_TIMEOUT} seconds"),
+        ));
+    }
+    let body = read_body(body)?;
+    let request: ExecRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not a valid exec request ({e}); expected \
+                 {{\"args\": [\"CMD\", ...], \"env\": [\"K=V\"], \"cwd\": \"/dir\"}}"
+            ),
+        )
+    })?;
+    let result = crate::exec::exec(&sup, &name, &request, Duration::from_secs(timeout)).await?;
+    Ok(axum::Json(result).into_response())
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                status,
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError(status, format!("reading the request body: {rejection}"))
+        }
+    })
 }
 
 async fn openapi() -> Response {

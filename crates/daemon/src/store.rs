@@ -203,6 +203,21 @@ impl Store {
         )
     }
 
+    /// Resources read again at start (a container's config.json changed).
+    pub fn set_resources(&self, name: &str, resources: &Resources) -> Result<(), StoreError> {
+        self.update(
+            name,
+            "UPDATE instances SET memory_bytes = ?2, cpus = ?3 WHERE name = ?1",
+            params![
+                name,
+                resources
+                    .memory_bytes
+                    .map(|m| m.min(i64::MAX as u64) as i64),
+                resources.cpus
+            ],
+        )
+    }
+
     /// The start time (clock ticks after boot) of the instance's process.
     pub fn set_pid_start(&self, name: &str, start: Option<u64>) -> Result<(), StoreError> {
         self.update(

@@ -37,6 +37,7 @@ use vessel_api::{
 };
 use vessel_control::ExitRecord;
 
+use crate::admission::{self, AdmissionError};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 
@@ -46,6 +47,9 @@ pub enum SupervisorError {
     Invalid(#[from] SpecError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A path outside the allowed dirs, bad resources, or no room on the host.
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
     #[error("instance {name:?} is {state}: {what}")]
     Conflict {
         name: String,
@@ -170,6 +174,7 @@ impl Supervisor {
         request.spec.validate()?;
         // Paths first, so that nothing is told about files outside the
         // allowed dirs.
+        let (spec, resources) = admission::prepare(&self.config, &request.spec)?;
         if let InstanceSpec::Container(c) = &request.spec {
             let config = Path::new(&c.bundle).join("config.json");
             if !config.is_file() {
@@ -179,8 +184,8 @@ impl Supervisor {
         let _guard = self.lifecycle.lock().await;
         let dir = self.config.instance_dir(&request.name);
         let instance = Instance {
-            kind: request.spec.kind(),
-            spec: request.spec,
+            kind: spec.kind(),
+            spec,
             state: InstanceState::Created,
             pid: None,
             exit: None,
@@ -188,7 +193,7 @@ impl Supervisor {
             started_at: None,
             finished_at: None,
             log_path: dir.join("console.log").to_string_lossy().into_owned(),
-            resources: Default::default(),
+            resources,
             restart_policy: request.restart,
             restart_count: 0,
             name: request.name,
@@ -222,6 +227,31 @@ impl Supervisor {
                 what: "it already runs; stop it first",
             });
         }
+        // Paths and limits are checked again (files may have changed since
+        // create), then the host's room, under the lifecycle lock so that
+        // two starts cannot both take the last of it.
+        let (spec, resources) = admission::prepare(&self.config, &instance.spec)?;
+        let active: Vec<Instance> = self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|i| i.state.is_active())
+            .collect();
+        admission::admit(
+            name,
+            &resources,
+            &active,
+            admission::Host::probe(),
+            self.config.overcommit,
+        )?;
+        if resources != instance.resources {
+            self.store.set_resources(name, &resources)?;
+        }
+        let instance = Instance {
+            spec,
+            resources,
+            ..instance
+        };
         let log_path = PathBuf::from(&instance.log_path);
         let spawned = match &instance.spec {
             InstanceSpec::Vm(vm) => self.spawn_vm(name, &vm.args, &log_path).map(Spawned::Child),

@@ -277,9 +277,7 @@ esac"#,
     let log = std::fs::read_to_string(&done.log_path).unwrap();
     assert_eq!(log, "args: poweroff\n");
 
-    c.create(&vm("bad", &["--firmware", "/nonexistent"]))
-        .await
-        .unwrap();
+    c.create(&vm("bad", &["crash"])).await.unwrap();
     c.start("bad").await.unwrap();
     let done = wait_for(c, "bad", "stopped", |i| i.state == InstanceState::Stopped).await;
     let exit = done.exit.unwrap();

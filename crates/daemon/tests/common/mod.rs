@@ -22,6 +22,8 @@ impl TestDaemon {
     pub async fn start(vmm: Option<PathBuf>) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path().join("vessel.sock"), dir.path().join("state"));
+        // Test files (bundles, firmware) live in the temp dir.
+        config.allow_dirs.push(dir.path().to_path_buf());
         if let Some(vmm) = vmm {
             config.vmm_program = vmm;
         }
