@@ -57,6 +57,8 @@ mod tests {
             "/v1/instances/{name}/restart",
             "/v1/instances/{name}/logs",
             "/v1/instances/{name}/console",
+            "/v1/instances/{name}/exec",
+            "/metrics",
         ] {
             assert!(paths.contains_key(path), "openapi.json lacks {path}");
         }
