@@ -61,3 +61,25 @@ cat >"$bundle/config.json" <<JSON
 JSON
 echo "\$ vessel-runtime run demo   (in $bundle)"
 (cd "$bundle" && "$bin/vessel-runtime" --root "$work/runtime" run "demo-$$")
+
+step "Consolidation: the daemon runs a VM and a container side by side (vessel daemon, create, start, ls)"
+export VESSEL_SOCKET=$work/vessel.sock
+"$vessel" daemon --socket "$VESSEL_SOCKET" --state-dir "$work/state" --allow-dir "$work" 2>"$work/daemon.log" &
+daemon_pid=$!
+trap '"$vessel" rm -f demo-vm demo-box >/dev/null 2>&1; kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -S "$VESSEL_SOCKET" ] && break; sleep 0.1; done
+cp -r "$bundle" "$work/box"
+ln -sf busybox "$work/box/rootfs/bin/sleep"
+sed -i 's|"args": \[.*\],|"args": ["/bin/sh", "-c", "echo up; exec sleep 1000"],|' "$work/box/config.json"
+echo "\$ vessel create demo-vm --vm -- debian-riscv64 --memory 256M --cpus 2"
+"$vessel" create demo-vm --vm -- debian-riscv64 --memory 256M --cpus 2
+echo "\$ vessel create demo-box --container --bundle box"
+"$vessel" create demo-box --container --bundle "$work/box"
+"$vessel" start demo-vm >/dev/null
+"$vessel" start demo-box >/dev/null
+echo "\$ vessel ls"
+"$vessel" ls
+echo "\$ vessel exec demo-box -- hostname"
+"$vessel" exec demo-box -- hostname
+echo "\$ vessel rm -f demo-vm demo-box"
+"$vessel" rm -f demo-vm demo-box
