@@ -23,6 +23,9 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// A connected socket to send the pty master on instead of
+    /// `console_socket` (the foreground `run` keeps the other end).
+    pub console_fd: Option<std::sync::Arc<OwnedFd>>,
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -149,7 +152,8 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         path: opts.bundle.clone(),
         source,
     })?;
-    let spec = crate::spec::load(&bundle)?;
+    let mut spec = crate::spec::load(&bundle)?;
+    let lsm = crate::lsm::plan(&mut spec, &mut |w| crate::warn(&w));
     let rootfs =
         fs::canonicalize(crate::spec::rootfs(&bundle, &spec)).map_err(|source| Error::Io {
             what: "cannot open root.path",
@@ -222,10 +226,19 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         (new_flags, CloneFlags::empty())
     };
 
-    let console = match (
-        &opts.console_socket,
-        spec.process().as_ref().and_then(|p| p.terminal()),
-    ) {
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal());
+    let console = match (&opts.console_socket, terminal) {
+        (_, Some(true)) if opts.console_fd.is_some() => {
+            let fd = opts
+                .console_fd
+                .as_ref()
+                .ok_or(Error::Internal("console fd"))?;
+            Some(fd.try_clone().map_err(|source| Error::Io {
+                what: "cannot duplicate the console socket",
+                path: PathBuf::from("socketpair"),
+                source,
+            })?)
+        }
         (Some(p), Some(true)) => Some(crate::console::connect(p).map_err(|source| Error::Io {
             what: "cannot connect to the console socket",
             path: p.clone(),
@@ -233,7 +246,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         })?),
         (None, Some(true)) if !opts.foreground => {
             return Err(Error::Usage(
-                "process.terminal is true: pass --console-socket (or set terminal to false)".into(),
+                "cannot allocate tty if vessel-runtime will detach without setting console socket: process.terminal is true; pass --console-socket (or set terminal to false)".into(),
             ));
         }
         _ => None,
@@ -291,6 +304,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         has_runtime_hooks,
         lock_fd: dir.lock_fd(),
         join_cgroup: !new_userns,
+        lsm,
         wait_go,
     };
     let lock_fd = dir.lock_fd();

@@ -187,6 +187,7 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
                 Ok(plan) => {
                     let _ = child_sock.send(b"ready");
                     drop(child_sock);
+                    crate::init::reset_signals();
                     crate::process::exec(&plan).to_string()
                 }
                 Err(e) => {

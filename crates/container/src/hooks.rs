@@ -141,6 +141,16 @@ pub fn run_all(
     Ok(())
 }
 
+/// Runs every hook of a list whose failures do not stop the lifecycle
+/// (poststart, poststop): each failure is a warning, the rest still run.
+pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) {
+    for h in hooks.into_iter().flatten() {
+        if let Err(e) = run(kind, h, state) {
+            crate::warn(&e.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

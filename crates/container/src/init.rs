@@ -49,6 +49,8 @@ pub struct InitCtx {
     pub join_cgroup: bool,
     /// Wait for the parent's `go` (with the state JSON) before building.
     pub wait_go: bool,
+    /// AppArmor/SELinux labels to apply at exec.
+    pub lsm: crate::lsm::Plan,
 }
 
 /// Errors inside init (sent to the parent as text).
@@ -68,6 +70,8 @@ pub enum InitError {
     Sync(#[from] crate::sync::SyncError),
     #[error(transparent)]
     Cgroup(#[from] vessel_sandbox::cgroups::CgroupError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("{0}")]
     Other(String),
 }
@@ -160,6 +164,8 @@ fn setup(ctx: &InitCtx, sock: &Sync) -> Result<(crate::process::Plan, Vec<u8>), 
         hooks.and_then(|h| h.create_container().as_ref()),
         &state_json,
     )?;
+    // The attr files are opened while the host's /proc is reachable.
+    let mut lsm = crate::lsm::prepare(&ctx.lsm)?;
     crate::rootfs::enter(&ctx.rootfs, ctx.no_pivot)?;
     if let Some(linux) = spec.linux() {
         for (k, v) in linux.sysctl().iter().flatten() {
@@ -182,6 +188,9 @@ fn setup(ctx: &InitCtx, sock: &Sync) -> Result<(crate::process::Plan, Vec<u8>), 
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let plan = crate::process::plan(process, seccomp, &ctx.extra_env, true)?;
     let set_groups = !in_userns || ctx.new_userns;
+    // As runc: labels before the process drops its privileges; the
+    // kernel switches to them at the exec.
+    crate::lsm::apply(&mut lsm)?;
     crate::process::apply(&plan, set_groups)?;
     Ok((plan, state_json))
 }
@@ -241,7 +250,22 @@ fn wait_and_exec(ctx: &InitCtx, plan: &crate::process::Plan, state_json: &[u8]) 
     ) {
         return e.into();
     }
+    reset_signals();
     crate::process::exec(plan).into()
+}
+
+/// Gives the process the signal state a fresh process has: nothing
+/// blocked, SIGPIPE back to its default (the runtime, a Rust program,
+/// ignores it, and an ignored signal stays ignored across exec).
+pub fn reset_signals() {
+    // SAFETY: sigemptyset fills the set we own; sigprocmask and signal
+    // change only this process's signal state.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Host path of a file in the rootfs, for messages.

@@ -7,14 +7,17 @@
 //! /run/vessel-runtime), one locked directory per container.
 //!
 //! The `vessel-runtime` binary (crates/runtime) maps runc's command line to
-//! these functions; `vessel run --container` is meant to call [`run`].
+//! these functions; `vessel run --container` calls [`run_container`].
 
 pub mod console;
 pub mod create;
+pub mod events;
 pub mod exec;
 pub mod features;
+pub mod foreground;
 pub mod hooks;
 pub mod init;
+pub mod lsm;
 pub mod ops;
 pub mod process;
 pub mod rootfs;
@@ -25,10 +28,28 @@ pub mod sync;
 use std::path::PathBuf;
 
 pub use create::{CreateOpts, Created, create};
+pub use foreground::{ContainerRun, run, run_container};
 pub use ops::{
     delete, kill, list, parse_kill_signal, parse_signal, ps, set_paused, start, state, update,
 };
 pub use state::{DEFAULT_ROOT, StateDoc, Status};
+
+static WARN: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Sends the library's warnings (a config field the host cannot honour, a
+/// failed poststart or poststop hook) to `f` instead of stderr. The first
+/// call wins.
+pub fn set_warning_handler(f: fn(&str)) {
+    let _ = WARN.set(f);
+}
+
+/// Reports a warning (see [`set_warning_handler`]).
+pub fn warn(msg: &str) {
+    match WARN.get() {
+        Some(f) => f(msg),
+        None => eprintln!("vessel-runtime: warning: {msg}"),
+    }
+}
 
 /// Errors of the runtime library.
 #[derive(Debug, thiserror::Error)]
@@ -80,39 +101,4 @@ pub fn exit_code(ws: nix::sys::wait::WaitStatus) -> Option<i32> {
         nix::sys::wait::WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
         _ => None,
     }
-}
-
-/// `run`: create, start, wait for the process in the foreground, record
-/// its exit status, and (unless `keep`) delete the container. Returns the
-/// exit code (128+signal for a killed process, so 137 after an OOM kill).
-pub fn run(opts: &CreateOpts, keep: bool) -> Result<i32> {
-    let mut o = opts.clone();
-    o.foreground = true;
-    let created = create(&o)?;
-    if let Err(e) = start(&opts.root, &opts.id) {
-        let _ = delete(&opts.root, &opts.id, true);
-        return Err(e);
-    }
-    let pid = nix::unistd::Pid::from_raw(created.pid);
-    let code = loop {
-        match nix::sys::wait::waitpid(pid, None) {
-            Ok(ws) => {
-                if let Some(c) = exit_code(ws) {
-                    break c;
-                }
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                return Err(Error::Sys {
-                    what: format!("wait for container process {pid}"),
-                    source: e,
-                });
-            }
-        }
-    };
-    create::record_exit(&opts.root.join(&opts.id), code);
-    if !keep {
-        delete(&opts.root, &opts.id, true)?;
-    }
-    Ok(code)
 }

@@ -120,10 +120,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if let Some(spec) = c.spec() {
         let state = c.state_json();
         if let Some(h) = spec.hooks() {
-            // runtime-spec: a failing poststart hook is logged, not fatal.
-            if let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &state) {
-                return Err(Error::Hook(e));
-            }
+            // runtime-spec (and runc): a failing poststart hook is a
+            // warning; the container keeps running.
+            c.dir
+                .unlocked(|| hooks::run_all_warn("poststart", h.poststart().as_ref(), &state));
         }
     }
     Ok(())
@@ -251,13 +251,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     destroy_cgroup(&c.cgroup);
     let state = c.state_json();
-    let spec = c.spec();
+    // Poststop hooks run while the state directory still exists (so they
+    // can still query it); a failure is a warning and the delete goes on.
+    if let Some(h) = c.spec().as_ref().and_then(|s| s.hooks().clone()) {
+        c.dir
+            .unlocked(|| hooks::run_all_warn("poststop", h.poststop().as_ref(), &state));
+    }
     let Container { dir, .. } = c;
     dir.remove()?;
-    if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {
-        // runtime-spec: poststop failures are logged, not fatal; the caller logs.
-        hooks::run_all("poststop", h.poststop().as_ref(), &state)?;
-    }
     Ok(())
 }
 

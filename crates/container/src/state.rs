@@ -250,6 +250,16 @@ impl ContainerDir {
             .ok()
     }
 
+    /// Runs `f` with the lock released (hooks that may call the runtime
+    /// back, which would wait for the lock), then takes it again.
+    pub fn unlocked<T>(&self, f: impl FnOnce() -> T) -> T {
+        // SAFETY: flock on the fd we own; no memory is passed.
+        unsafe { libc::flock(self._lock.as_raw_fd(), libc::LOCK_UN) };
+        let out = f();
+        let _ = flock(&self._lock, &self.dir);
+        out
+    }
+
     /// Removes the directory and everything in it. The lock goes with it.
     pub fn remove(self) -> Result<(), StateError> {
         match fs::remove_dir_all(&self.dir) {

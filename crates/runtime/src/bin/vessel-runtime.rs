@@ -136,6 +136,16 @@ enum Cmd {
     Resume { id: String },
     /// Change the resource limits of a container.
     Update(UpdateArgs),
+    /// Print resource usage events (cpu, memory, pids; OOM kills) as JSON lines.
+    Events {
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (a Go duration: 5s, 500ms, 1m).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Print the features JSON.
     Features,
     /// Write a default config.json into the bundle.
@@ -234,6 +244,17 @@ impl Logger {
     }
 }
 
+/// The log of this run, shared with the library's warning handler.
+static LOG: std::sync::Mutex<Option<Logger>> = std::sync::Mutex::new(None);
+
+fn log_warning(msg: &str) {
+    if let Ok(mut g) = LOG.lock()
+        && let Some(l) = g.as_mut()
+    {
+        l.log("warning", msg);
+    }
+}
+
 fn create_opts(cli: &Cli, a: &CreateArgs) -> vc::CreateOpts {
     vc::CreateOpts {
         root: cli.root.clone(),
@@ -241,6 +262,7 @@ fn create_opts(cli: &Cli, a: &CreateArgs) -> vc::CreateOpts {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        console_fd: None,
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
@@ -432,6 +454,28 @@ fn run(cli: &Cli, log: &mut Logger) -> anyhow::Result<u8> {
                 serde_json::from_value(v).context("resources: not valid LinuxResources")?;
             vc::update(root, &a.id, &res)?;
         }
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if *stats {
+                let ev = vc::events::Event {
+                    typ: "stats",
+                    id,
+                    data: Some(vc::events::stats(root, id)?),
+                };
+                println!("{}", serde_json::to_string(&ev)?);
+            } else {
+                let every = vc::events::parse_interval(interval)?;
+                vc::events::watch(root, id, every, |ev| {
+                    let mut out = std::io::stdout().lock();
+                    serde_json::to_writer(&mut out, ev).is_ok()
+                        && writeln!(out).is_ok()
+                        && out.flush().is_ok()
+                })?;
+            }
+        }
         Cmd::Features => print_json(&vc::features::features())?,
         Cmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
@@ -465,6 +509,16 @@ fn main() -> ExitCode {
         json: cli.log_format == LogFormat::Json,
         debug: cli.debug,
     };
+    // Warnings from the library (fields the host cannot honour, failed
+    // poststart/poststop hooks) go to the same log.
+    if let Ok(mut g) = LOG.lock() {
+        *g = Some(Logger {
+            file: log.file.as_ref().and_then(|f| f.try_clone().ok()),
+            json: log.json,
+            debug: log.debug,
+        });
+    }
+    vc::set_warning_handler(log_warning);
     match run(&cli, &mut log) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

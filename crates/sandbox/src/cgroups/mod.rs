@@ -7,8 +7,12 @@
 //! writes the limits of an OCI `LinuxResources`, and `destroy` removes the
 //! directories once the processes are gone.
 
+pub mod devices_bpf;
+mod stats;
 mod v1;
 mod v2;
+
+pub use stats::{Cpu, CpuUsage, Memory, MemoryEntry, Pids, Stats, Throttling};
 
 use std::fs;
 use std::io::{ErrorKind, Write};

@@ -102,6 +102,9 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError>
     if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()) {
         write_file(&dir.join("io.weight"), &blkio_to_io_weight(w).to_string())?;
     }
+    if let Some(devices) = res.devices() {
+        super::devices_bpf::attach(dir, devices)?;
+    }
     if let Some(unified) = res.unified() {
         for (k, v) in unified {
             if k.contains('/') || k.starts_with('.') {
