@@ -6,8 +6,10 @@
 //! Skipped, with the reason, when /dev/kvm cannot be opened or binutils are
 //! missing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+
+use vessel_testkit::x86::kvm_usable;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
 
@@ -16,8 +18,6 @@ fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
-
-use vessel_testkit::x86::kvm_usable;
 
 fn build_guest(name: &str) -> Option<PathBuf> {
     vessel_testkit::x86::build_named(&scratch(name), name)
