@@ -14,7 +14,7 @@ vessel=$bin/vessel
 [ -x "$vessel" ] && [ -x "$bin/vessel-runtime" ] || { echo "build first: cargo build --release -p vessel-cli -p vessel-runtime" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/vessel-bench.XXXXXX)
 export VESSEL_SOCKET=$work/vessel.sock
-"$vessel" daemon --socket "$VESSEL_SOCKET" --state-dir "$work/state" --allow-dir "$work" 2>"$work/daemon.log" &
+"$vessel" daemon --socket "$VESSEL_SOCKET" --state-dir "$work/state" --allow-dir "$work" --cpu-overcommit 1000 2>"$work/daemon.log" &
 daemon=$!
 cleanup() {
     for n in $("$vessel" ls --json 2>/dev/null | grep -o '"name": "[^"]*"' | cut -d'"' -f4); do
@@ -22,6 +22,7 @@ cleanup() {
     done
     kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true
     if command -v podman >/dev/null; then podman rm -f -a >/dev/null 2>&1 || true; fi
+    for f in "$work"/qemu-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -80,5 +81,41 @@ if command -v podman >/dev/null; then
     done
     echo "podman run -d: $m containers in ${secs} s"
     podman rm -f -a >/dev/null 2>&1 || true
+fi
+echo "== small emulated VMs started in ${secs} s (riscv64 bare-metal program that prints and parks, 16M)"
+if command -v riscv64-unknown-elf-gcc >/dev/null; then
+    cat >"$work/park.S" <<'ASM'
+    .section .text
+    .globl _start
+_start:
+    li s0, 0x10000000
+    li a0, 'k'
+    sb a0, 0(s0)
+park:
+    wfi
+    j park
+ASM
+    riscv64-unknown-elf-gcc -march=rv64imac_zicsr -mabi=lp64 -nostdlib -nostartfiles -static \
+        -Wl,-Ttext=0x80000000 -Wl,-N -Wl,--no-relax -o "$work/park.elf" "$work/park.S"
+    n=0; end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ]; do
+        n=$((n + 1))
+        "$vessel" create "v$n" --vm --start -- --arch riscv64 --firmware "$work/park.elf" --memory 16M >/dev/null
+    done
+    running=$("$vessel" ls | grep -c ' running ' || true)
+    echo "vessel daemon: $n VMs started in ${secs} s ($running listed running at the end)"
+    for i in $(seq $n); do "$vessel" rm -f "v$i" >/dev/null; done
+    if command -v qemu-system-riscv64 >/dev/null; then
+        m=0; end=$((SECONDS + secs))
+        while [ $SECONDS -lt $end ]; do
+            m=$((m + 1))
+            qemu-system-riscv64 -M virt -m 16M -bios "$work/park.elf" -display none -serial none \
+                -monitor none -daemonize -pidfile "$work/qemu-$m.pid"
+        done
+        echo "qemu-system-riscv64 -daemonize: $m VMs started in ${secs} s"
+        for f in "$work"/qemu-*.pid; do kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; done
+    fi
+else
+    echo "skipped: riscv64-unknown-elf-gcc is not installed"
 fi
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
