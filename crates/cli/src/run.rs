@@ -9,6 +9,7 @@
 //! emulated CPU faults (or a KVM vCPU fails); 4 when the guest kernel panics;
 //! 1 for errors before the guest starts; 2 for usage errors.
 
+mod container;
 mod control;
 mod riscv;
 mod x86;
@@ -114,6 +115,30 @@ pub struct Args {
     /// A virtio-rng device (the guest's /dev/hwrng), fed by the host's getrandom.
     #[arg(long)]
     pub rng: bool,
+    /// Run an OCI container instead of a machine: give --bundle, or
+    /// --rootfs and the command after `--`.
+    #[arg(long)]
+    pub container: bool,
+    /// With --container: an OCI bundle (a directory with config.json).
+    #[arg(long, value_name = "DIR", requires = "container")]
+    pub bundle: Option<PathBuf>,
+    /// With --container: a root file system to run the command in, with a
+    /// default config (as `vessel-runtime spec` writes it).
+    #[arg(long, value_name = "DIR", requires = "container")]
+    pub rootfs: Option<PathBuf>,
+    /// With --container --rootfs: the container's host name.
+    #[arg(long, value_name = "NAME", requires = "rootfs")]
+    pub hostname: Option<String>,
+    /// With --container: the container's id (default: a unique one).
+    #[arg(long, value_name = "ID", requires = "container")]
+    pub name: Option<String>,
+    /// With --container: the directory for container state
+    /// (default /run/vessel/containers).
+    #[arg(long, value_name = "DIR", requires = "container")]
+    pub container_root: Option<PathBuf>,
+    /// With --container --rootfs: the command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
     /// Serve a control socket for a supervisor (the daemon): status, pause,
     /// resume, shutdown and the console. The console then goes to the
     /// socket's clients and to --console-log instead of this terminal.
@@ -180,6 +205,9 @@ fn parse_net(s: &str) -> Result<NetSpec, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.container || !args.command.is_empty() {
+        return container::run(args);
+    }
     let exit_file = args.exit_file.clone();
     let result = run_guest(args);
     let Some(path) = exit_file else {
