@@ -67,6 +67,8 @@ impl Metrics {
     pub fn render(&self, instances: &[Instance], host: Host) -> String {
         let mut families = self.registry.gather();
         families.extend(instance_families(instances, host));
+        // The encoder refuses a family without samples (no instance runs).
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         // Encoding well-formed families into a Vec cannot fail.
