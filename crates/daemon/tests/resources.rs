@@ -30,7 +30,7 @@ async fn starts_that_would_overcommit_the_host_are_refused() {
     let c = &d.client;
     let host = Host::probe();
     // Each asks for 40% of the host's memory: two fit, the third does not.
-    let mib = host.memory_bytes * 2 / 5 >> 20;
+    let mib = (host.memory_bytes * 2 / 5) >> 20;
     let mem = |n: &str| vm(n, &["--memory".into(), format!("{mib}M")]);
     for n in ["a", "b", "c"] {
         let i = c.create(&mem(n)).await.unwrap();
