@@ -62,7 +62,7 @@ async fn twenty_clients_leave_a_consistent_registry() {
         let bundle = Arc::clone(&bundle);
         tasks.push(tokio::spawn(async move {
             let c = Client::new(socket);
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (client_no as u64 + 1) * 0x1234_5678_9ABC);
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((client_no as u64 + 1) * 0x1234_5678_9ABC));
             let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
             while Instant::now() < deadline {
                 let name = format!("c{}", rng.next(NAMES));

@@ -9,10 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{wait_for, wait_for_text};
-use vessel_api::{
-    ContainerSpec, CreateInstance, ExecRequest, ExitReason, InstanceKind, InstanceSpec,
-    InstanceState,
-};
+use vessel_api::{CreateInstance, ExecRequest, ExitReason, InstanceKind, InstanceState};
 
 fn exec_req(args: &[&str]) -> ExecRequest {
     ExecRequest {
