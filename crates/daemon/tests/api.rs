@@ -383,6 +383,12 @@ async fn instances_running_when_the_daemon_restarts_are_reattached() {
     assert_eq!(again.pid, Some(pid));
     let killed = d2.client.kill("orphan").await.unwrap();
     assert_eq!(killed.exit.unwrap().reason, ExitReason::Killed);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains(") Z")
+        }
+    );
     let _ = nix_kill(pid);
     d2.stop().await;
 }
