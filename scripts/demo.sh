@@ -66,7 +66,13 @@ step "Consolidation: the daemon runs a VM and a container side by side (vessel d
 export VESSEL_SOCKET=$work/vessel.sock
 "$vessel" daemon --socket "$VESSEL_SOCKET" --state-dir "$work/state" --allow-dir "$work" 2>"$work/daemon.log" &
 daemon_pid=$!
-trap '"$vessel" rm -f demo-vm demo-box >/dev/null 2>&1; kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    "$vessel" rm -f demo-vm demo-box >/dev/null 2>&1 || true
+    kill "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$VESSEL_SOCKET" ] && break; sleep 0.1; done
 cp -r "$bundle" "$work/box"
 ln -sf busybox "$work/box/rootfs/bin/sleep"
