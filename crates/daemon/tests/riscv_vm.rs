@@ -54,14 +54,15 @@ async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
     let Some(vessel) = vessel_binary() else {
         return;
     };
-    let scratch = tempfile::tempdir().unwrap();
-    let Some(off) = assemble(scratch.path(), "off", POWEROFF) else {
-        return;
-    };
-    let Some(parked) = assemble(scratch.path(), "parked", "") else {
-        return;
-    };
+    // The firmware lives in the daemon's temp dir, which it may read.
     let mut d = TestDaemon::start(Some(vessel)).await;
+    let scratch = d.dir.path().join("firmware");
+    let Some(off) = assemble(&scratch, "off", POWEROFF) else {
+        return;
+    };
+    let Some(parked) = assemble(&scratch, "parked", "") else {
+        return;
+    };
     let c = &d.client;
 
     c.create(&vm("off", &off)).await.unwrap();
