@@ -20,4 +20,4 @@ lint: deps
 
 # Every test, as CI runs them. Tests that need root or hardware say why they skip.
 test: lint build
-	CARGO=$(CARGO) scripts/cargo-test.sh --workspace --release
+	CARGO=$(CARGO) scripts/cargo-test.sh --workspace --release --no-fail-fast
