@@ -8,11 +8,13 @@
 
 pub mod client;
 pub mod console;
+pub mod size;
 pub mod types;
 
 pub use client::{Client, ClientError, RawResponse};
 pub use console::{CONSOLE_PROTOCOL, ConsoleStream, LogStream};
 pub use hyper::Method;
+pub use size::parse_size;
 pub use types::*;
 
 /// The OpenAPI 3 document of the API, as kept in the repository

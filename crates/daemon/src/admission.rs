@@ -209,7 +209,10 @@ pub fn vm_resources(args: &[String]) -> Result<Resources, AdmissionError> {
                 why,
             };
             if is_memory {
-                memory = parse_size(value).map_err(bad)?;
+                memory = vessel_api::parse_size(value).map_err(bad)?;
+                if memory == 0 {
+                    return Err(bad("the guest needs some memory".into()));
+                }
             } else {
                 let n: u64 = value
                     .parse()
@@ -225,38 +228,6 @@ pub fn vm_resources(args: &[String]) -> Result<Resources, AdmissionError> {
         memory_bytes: Some(memory),
         cpus: Some(cpus),
     })
-}
-
-/// `vessel run`'s size syntax: bytes, or a number with K, M, G or T
-/// (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || "use bytes or a number with K, M or G (512M, 1G)".to_string();
-    let t = s.trim();
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(bad()),
-            };
-            (&t[..i], shift)
-        }
-        Some(_) => (t, 0),
-        None => return Err(bad()),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| "too large".to_string())?;
-    if bytes == 0 {
-        return Err("the guest needs some memory".into());
-    }
-    Ok(bytes)
 }
 
 /// A container's limits from its bundle's parsed config.json
