@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vessel_api::{Client, Instance};
+use vessel_api::Client;
 use vessel_boards::console::RawTerminal;
+
+use crate::instances::{block_on, print_instance};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -65,22 +67,7 @@ pub struct RestartArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run_async(command, Client::from_env()))
-}
-
-fn print_instance(instance: &Instance, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(instance).unwrap_or_default()
-        );
-    } else {
-        println!("{}", instance.name);
-    }
+    block_on(run_async(command, Client::from_env()))
 }
 
 async fn run_async(command: Command, client: Client) -> anyhow::Result<ExitCode> {

@@ -119,14 +119,22 @@ pub struct LsArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    block_on(run_async(command, Client::from_env()))
+}
+
+/// Run a client command on a single-threaded async runtime.
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(command, Client::from_env()))
+    runtime.block_on(future)
 }
 
-fn print_instance(instance: &Instance, json: bool) {
+/// An instance as JSON, or its name.
+pub(crate) fn print_instance(instance: &Instance, json: bool) {
     if json {
         println!(
             "{}",
