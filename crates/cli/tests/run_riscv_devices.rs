@@ -8,14 +8,17 @@
 //!   writes a known block into it, syncs, reads `/dev/hwrng`, and powers
 //!   off; the host then checks the checksum and finds the block in the file.
 
+mod common;
+
+use common::{image_or_skip, pattern};
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use vessel_images::download::{DownloadError, sha256_hex};
-use vessel_images::sources::SourcesError;
-use vessel_images::{FetchOptions, ImageError, Manifest, READY_MARKER};
+use vessel_images::READY_MARKER;
+use vessel_images::download::sha256_hex;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
 
@@ -109,34 +112,6 @@ fn unusable_disks_are_clear_errors() {
 
     let out = vessel(&["run", "--firmware", "fw.bin", "--engine", "kvm"]);
     assert_clear_error(&out, 1, "riscv64 guests run on the emulator");
-}
-
-fn image_or_skip() -> Option<Manifest> {
-    if let Ok(m) = vessel_images::load(vessel_images::DEBIAN_RISCV64) {
-        return Some(m);
-    }
-    match vessel_images::fetch(vessel_images::DEBIAN_RISCV64, &FetchOptions::default()) {
-        Ok(m) => Some(m),
-        Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
-        | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!("SKIP: no debian-riscv64 image and the Debian archive is not reachable: {e}");
-            None
-        }
-        Err(e) => panic!("fetching debian-riscv64 failed: {e}"),
-    }
-}
-
-/// Deterministic bytes that are not all alike (xorshift).
-fn pattern(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Run vessel to completion (coreutils' timeout only stops a hung guest:

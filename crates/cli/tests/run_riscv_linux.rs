@@ -6,30 +6,17 @@
 //! debian-riscv64`); when it is not there the test fetches it, and skips
 //! loudly when the Debian archive cannot be reached.
 
+mod common;
+
+use common::image_or_skip;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use vessel_images::download::DownloadError;
-use vessel_images::sources::SourcesError;
-use vessel_images::{FetchOptions, ImageError, Manifest, READY_MARKER};
+use vessel_images::READY_MARKER;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
-
-fn image_or_skip() -> Option<Manifest> {
-    if let Ok(m) = vessel_images::load(vessel_images::DEBIAN_RISCV64) {
-        return Some(m);
-    }
-    match vessel_images::fetch(vessel_images::DEBIAN_RISCV64, &FetchOptions::default()) {
-        Ok(m) => Some(m),
-        Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
-        | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!("SKIP: no debian-riscv64 image and the Debian archive is not reachable: {e}");
-            None
-        }
-        Err(e) => panic!("fetching debian-riscv64 failed: {e}"),
-    }
-}
 
 #[test]
 fn debian_linux_boots_on_two_harts_and_powers_off() {

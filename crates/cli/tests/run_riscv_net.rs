@@ -17,6 +17,10 @@
 //! Skips with a printed reason when not root, without `ip`, without
 //! `/dev/net/tun`, or without the image and a reachable archive.
 
+mod common;
+
+use common::{image_or_skip, pattern};
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -25,9 +29,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vessel_images::download::{DownloadError, sha256_hex};
-use vessel_images::sources::SourcesError;
-use vessel_images::{FetchOptions, ImageError, Manifest, READY_MARKER};
+use vessel_images::READY_MARKER;
+use vessel_images::download::sha256_hex;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
@@ -104,34 +107,6 @@ fn skip_reason() -> Option<String> {
         return Some("/dev/net/tun is missing (modprobe tun)".into());
     }
     None
-}
-
-fn image_or_skip() -> Option<Manifest> {
-    if let Ok(m) = vessel_images::load(vessel_images::DEBIAN_RISCV64) {
-        return Some(m);
-    }
-    match vessel_images::fetch(vessel_images::DEBIAN_RISCV64, &FetchOptions::default()) {
-        Ok(m) => Some(m),
-        Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
-        | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!("SKIP: no debian-riscv64 image and the Debian archive is not reachable: {e}");
-            None
-        }
-        Err(e) => panic!("fetching debian-riscv64 failed: {e}"),
-    }
-}
-
-/// Deterministic bytes that are not all alike (xorshift).
-fn pattern(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// What the host-side server saw.

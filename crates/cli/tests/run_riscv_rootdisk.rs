@@ -23,31 +23,19 @@
 //! Skipped, saying why, when the image cannot be fetched or when debugfs
 //! (e2fsprogs) or qemu-img (qemu-utils) is missing.
 
+mod common;
+
+use common::{image_or_skip, pattern};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use vessel_images::download::{DownloadError, sha256_hex};
-use vessel_images::sources::SourcesError;
-use vessel_images::{FetchOptions, ImageError, READY_MARKER};
+use vessel_images::READY_MARKER;
+use vessel_images::download::sha256_hex;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
-
-fn image_or_skip() -> bool {
-    if vessel_images::load(vessel_images::DEBIAN_RISCV64).is_ok() {
-        return true;
-    }
-    match vessel_images::fetch(vessel_images::DEBIAN_RISCV64, &FetchOptions::default()) {
-        Ok(_) => true,
-        Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
-        | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!("SKIP: no debian-riscv64 image and the Debian archive is not reachable: {e}");
-            false
-        }
-        Err(e) => panic!("fetching debian-riscv64 failed: {e}"),
-    }
-}
 
 fn tool_or_skip(tool: &str, package: &str) -> bool {
     let found = Command::new(tool)
@@ -60,19 +48,6 @@ fn tool_or_skip(tool: &str, package: &str) -> bool {
         eprintln!("SKIP: {tool} is not installed (Debian package {package})");
     }
     found
-}
-
-/// Deterministic bytes that are not all alike (xorshift).
-fn pattern(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -197,7 +172,7 @@ echo second-done
 
 #[test]
 fn debian_linux_boots_from_a_raw_root_disk_then_a_qcow2_overlay() {
-    if !image_or_skip()
+    if image_or_skip().is_none()
         || !tool_or_skip("debugfs", "e2fsprogs")
         || !tool_or_skip("qemu-img", "qemu-utils")
     {
