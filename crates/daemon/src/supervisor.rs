@@ -13,6 +13,7 @@
 //! instances that still run (`reattach.rs`) and learns why the others
 //! ended. Restart policies are applied here too (`policy.rs`).
 
+mod container;
 pub mod control;
 mod policy;
 mod reattach;
@@ -93,6 +94,9 @@ struct Running {
     kind: InstanceKind,
     request: Arc<Mutex<Option<Request>>>,
     done: watch::Receiver<bool>,
+    /// Which start of the instance this is: only its own watcher removes
+    /// the entry.
+    generation: u64,
     /// The VM's control socket (None for containers).
     control: Option<PathBuf>,
     paused: bool,
@@ -102,16 +106,20 @@ pub struct Supervisor {
     config: Config,
     store: Store,
     running: Mutex<HashMap<String, Running>>,
-    /// Serializes state transitions (create, start, the first step of
-    /// stop/kill, delete) so that two clients cannot start one instance twice
-    /// or delete a half-made one. Never held while waiting for a process.
-    lifecycle: tokio::sync::Mutex<()>,
+    /// One lock per instance name, serializing its state transitions
+    /// (create, start, the first step of stop/kill, pause, resume, delete,
+    /// and the recording of its process's exit) so that two clients cannot
+    /// start one instance twice or delete a half-made one, and an exit is
+    /// never recorded in the middle of a transition. Never held while
+    /// waiting for a process to end.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held by a start from the admission check until its record is
+    /// running, so that two starts cannot both take the last of the host.
+    admission: tokio::sync::Mutex<()>,
     /// Restarts the policy has scheduled, by name: a token that a user's
     /// start, stop, kill or delete removes to cancel it.
     pending_restarts: Mutex<HashMap<String, u64>>,
     next_token: AtomicU64,
-    /// Quick failures in a row, by name, for the restart backoff.
-    failures: Mutex<HashMap<String, u32>>,
     /// Set when the daemon shuts down in-process (tests): watchers stop
     /// recording, as they would if the daemon process had exited.
     detached: AtomicBool,
@@ -134,10 +142,10 @@ impl Supervisor {
             config,
             store,
             running: Mutex::new(HashMap::new()),
-            lifecycle: tokio::sync::Mutex::new(()),
+            locks: Mutex::new(HashMap::new()),
+            admission: tokio::sync::Mutex::new(()),
             pending_restarts: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
-            failures: Mutex::new(HashMap::new()),
             detached: AtomicBool::new(false),
         });
         sup.reattach_all()?;
@@ -158,6 +166,21 @@ impl Supervisor {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lifecycle lock of one instance.
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(name.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// The pids of the processes the supervisor waits for itself (the
+    /// orphan reaper leaves them alone).
+    pub fn supervised_pids(&self) -> std::collections::HashSet<i32> {
+        self.running().values().map(|r| r.pid).collect()
     }
 
     pub fn list(&self) -> Result<Vec<Instance>, SupervisorError> {
@@ -181,7 +204,7 @@ impl Supervisor {
                 return Err(SupervisorError::NoBundle(PathBuf::from(&c.bundle)));
             }
         }
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock(&request.name).await;
         let dir = self.config.instance_dir(&request.name);
         let instance = Instance {
             kind: spec.kind(),
@@ -218,7 +241,7 @@ impl Supervisor {
     }
 
     async fn start_locked(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock(name).await;
         let instance = self.store.get(name)?;
         if instance.state.is_active() {
             return Err(SupervisorError::Conflict {
@@ -227,8 +250,9 @@ impl Supervisor {
                 what: "it already runs; stop it first",
             });
         }
+        let _admission = self.admission.lock().await;
         // Paths and limits are checked again (files may have changed since
-        // create), then the host's room, under the lifecycle lock so that
+        // create), then the host's room, under the admission lock so that
         // two starts cannot both take the last of it.
         let (spec, resources) = admission::prepare(&self.config, &instance.spec)?;
         let active: Vec<Instance> = self
@@ -274,7 +298,13 @@ impl Supervisor {
             }
         };
         let pid = spawned.pid();
-        self.store.set_running(name, pid, now())?;
+        if let Err(e) = self.store.set_running(name, pid, now()) {
+            // Cannot happen under the instance lock; never leave a process
+            // that no record names.
+            self.kill_unsupervised(instance.kind, pid);
+            return Err(e.into());
+        }
+        drop(_admission);
         self.store
             .set_pid_start(name, vessel_control::process_start_time(pid))?;
         let control = (instance.kind == InstanceKind::Vm).then(|| self.control_path(name));
@@ -303,6 +333,7 @@ impl Supervisor {
     ) {
         let (done_tx, done_rx) = watch::channel(false);
         let request = Arc::new(Mutex::new(None));
+        let generation = self.next_token.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.running().insert(
             name.to_string(),
             Running {
@@ -310,6 +341,7 @@ impl Supervisor {
                 kind,
                 request: request.clone(),
                 done: done_rx,
+                generation,
                 control,
                 paused,
             },
@@ -323,7 +355,12 @@ impl Supervisor {
                 .unwrap_or_default(),
         );
         tokio::spawn(async move {
-            sup.watch(name, kind, spawned, log, request, done_tx).await;
+            let ended = Ended {
+                generation,
+                request,
+                done: done_tx,
+            };
+            sup.watch(name, kind, spawned, log, ended).await;
         });
     }
 
@@ -363,84 +400,6 @@ impl Supervisor {
             })
     }
 
-    /// `runtime create` then `runtime start`; the container's init pid.
-    async fn spawn_container(
-        &self,
-        name: &str,
-        bundle: &Path,
-        log: &Path,
-    ) -> Result<i32, SupervisorError> {
-        let runtime = &self.config.runtime_program;
-        let root = self.config.runtime_root();
-        let runtime_log = log.with_file_name("runtime.log");
-        let pid_file = log.with_file_name("container.pid");
-        let _ = std::fs::remove_file(&pid_file);
-        // A container left from an earlier run of this instance.
-        let _ = self.runtime(&["delete", "--force", name]).await;
-        let (out, err) = open_log(name, log)?;
-        let status = Command::new(runtime)
-            .arg("--root")
-            .arg(&root)
-            .arg("--log")
-            .arg(&runtime_log)
-            .arg("create")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(name)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status();
-        let status = tokio::time::timeout(Duration::from_secs(60), status).await;
-        let failed = |message: String| SupervisorError::StartFailed {
-            name: name.to_string(),
-            message,
-        };
-        match status {
-            Err(_) => {
-                return Err(failed(format!(
-                    "{} create took over 60 s",
-                    runtime.display()
-                )));
-            }
-            Ok(Err(source)) => {
-                return Err(SupervisorError::Spawn {
-                    name: name.to_string(),
-                    program: runtime.clone(),
-                    source,
-                });
-            }
-            Ok(Ok(s)) if !s.success() => {
-                return Err(failed(format!(
-                    "{} create: {s}: {}",
-                    runtime.display(),
-                    last_line(&runtime_log)
-                        .or_else(|| last_line(log))
-                        .unwrap_or_default()
-                )));
-            }
-            Ok(Ok(_)) => {}
-        }
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|pid| *pid > 0)
-            .ok_or_else(|| {
-                failed(format!(
-                    "the runtime wrote no pid to {}",
-                    pid_file.display()
-                ))
-            })?;
-        if let Err(message) = self.runtime(&["start", name]).await {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = self.runtime(&["delete", "--force", name]).await;
-            return Err(failed(message));
-        }
-        Ok(pid)
-    }
-
     /// Run one runtime subcommand to completion; Err carries its stderr.
     async fn runtime(&self, args: &[&str]) -> Result<(), String> {
         let output = Command::new(&self.config.runtime_program)
@@ -470,9 +429,9 @@ impl Supervisor {
         kind: InstanceKind,
         spawned: Spawned,
         log: PathBuf,
-        request: Arc<Mutex<Option<Request>>>,
-        done: watch::Sender<bool>,
+        ended: Ended,
     ) {
+        let pid = spawned.pid();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let (code, signal) = match spawned {
             Spawned::Child(mut child) => loop {
@@ -507,28 +466,44 @@ impl Supervisor {
                 }
             },
         };
+        // The exit is recorded under the instance's lock, so that it never
+        // lands in the middle of a stop, pause or delete.
+        let _guard = self.lock(&name).await;
         if self.detached.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let started_at = self.store.get(&name).ok().and_then(|i| i.started_at);
+        let current = self.store.get(&name).ok();
+        // Still this process's record (not deleted or reconciled meanwhile)?
+        let ours = current
+            .as_ref()
+            .is_some_and(|i| i.state.is_active() && i.pid == Some(pid));
+        let started_at = current.and_then(|i| i.started_at);
         bound_log(&log, self.config.log_limit);
-        if kind == InstanceKind::Container {
+        if kind == InstanceKind::Container && ours {
             let _ = self.runtime(&["delete", "--force", &name]).await;
         }
-        let requested = *request.lock().unwrap_or_else(|e| e.into_inner());
+        let requested = *ended.request.lock().unwrap_or_else(|e| e.into_inner());
         let record = match kind {
             InstanceKind::Vm => self.exit_record(&name),
             InstanceKind::Container => None,
         };
         let exit = exit_status(kind, requested, code, signal, &log, record.as_ref());
         tracing::info!(%name, reason = exit.reason.as_str(), ?code, ?signal, "ended");
-        let recorded = self.store.set_stopped(&name, &exit, now());
+        let recorded = self.store.set_stopped_for(&name, pid, &exit, now());
         if let Err(e) = &recorded {
-            // Deleted meanwhile (rm -f): nothing to record.
+            // Deleted or reconciled meanwhile (rm -f): nothing to record.
             tracing::debug!(%name, error = %e, "recording the exit");
         }
-        self.running().remove(&name);
-        let _ = done.send(true);
+        {
+            let mut running = self.running();
+            if running
+                .get(&name)
+                .is_some_and(|r| r.generation == ended.generation)
+            {
+                running.remove(&name);
+            }
+        }
+        let _ = ended.done.send(true);
         if recorded.is_ok() {
             let ran = started_at.map(|t| now().saturating_sub(t)).unwrap_or(0);
             self.after_exit(&name, &exit, Duration::from_secs(ran.max(0) as u64));
@@ -700,6 +675,13 @@ impl Supervisor {
             secs: SECS,
         })
     }
+}
+
+/// What a watcher reports when its process ends.
+struct Ended {
+    generation: u64,
+    request: Arc<Mutex<Option<Request>>>,
+    done: watch::Sender<bool>,
 }
 
 enum Spawned {
