@@ -5,7 +5,8 @@
 //! Input layout: byte 0 flags (bit 0 read-only disk, bit 1 event-idx,
 //! bit 2 indirect descriptors, bits 3-5 log2 queue size), bytes 1-2 the
 //! length L of a memory image, L bytes copied to guest address 0, then
-//! 6-byte operations (op, arg, u32 value).
+//! 6-byte operations (op, arg, u32 value); op 4 feeds the net device a
+//! frame and presses the input device's button.
 
 #![doc(hidden)]
 
@@ -16,6 +17,7 @@ use vessel_machine::vm_memory::{Bytes, GuestAddress};
 use vessel_machine::{BusDevice, IrqLine};
 
 use crate::block::MemDisk;
+use crate::input::PowerButton;
 use crate::net::DatagramBackend;
 use crate::virtio::block::{Block, BlockOptions};
 use crate::virtio::console::Console;
@@ -31,6 +33,7 @@ pub enum Target {
     Net,
     Console,
     Rng,
+    Input,
 }
 
 struct NullIrq;
@@ -107,6 +110,7 @@ pub fn run(target: Target, data: &[u8]) -> u16 {
     };
     let _ = mem.write_slice(image, GuestAddress(0));
     let mut host_end = None;
+    let mut button = None;
     let (device, nqueues): (Box<dyn VirtioDevice>, u32) = match target {
         Target::Block => {
             let opts = BlockOptions {
@@ -137,6 +141,11 @@ pub fn run(target: Target, data: &[u8]) -> u16 {
             Err(_) => return 0,
         },
         Target::Rng => (Box::new(Rng::new()), 1),
+        Target::Input => {
+            let (dev, handle) = PowerButton::new();
+            button = Some(handle);
+            (Box::new(dev), 2)
+        }
     };
     let mut m = VirtioMmio::new(mem.clone(), device, Arc::new(NullIrq));
     setup(&mut m, flags, nqueues);
@@ -157,6 +166,9 @@ pub fn run(target: Target, data: &[u8]) -> u16 {
                 if let Some(h) = &host_end {
                     let frame = vec![arg; (val % 2048) as usize];
                     let _ = h.send(&frame);
+                }
+                if let Some(b) = &button {
+                    let _ = b.press();
                 }
             }
             _ => setup(&mut m, flags ^ (arg & 0x3e), nqueues),
@@ -184,7 +196,13 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for target in [Target::Block, Target::Net, Target::Console, Target::Rng] {
+        for target in [
+            Target::Block,
+            Target::Net,
+            Target::Console,
+            Target::Rng,
+            Target::Input,
+        ] {
             for _ in 0..150 {
                 let len = (next() % 4096) as usize;
                 let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();

@@ -5,9 +5,11 @@
 //!   entropy devices.
 //! - [`block`]: disk image back ends (raw files, qcow2).
 //! - [`net`]: network back ends (tap).
+//! - [`input`]: virtio-input as a power button the VMM presses.
 
 pub mod block;
 pub mod fuzzing;
+pub mod input;
 pub mod net;
 pub mod virtio;
 
