@@ -17,42 +17,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use vessel_images::download::DownloadError;
-use vessel_images::sources::SourcesError;
-use vessel_images::{FetchOptions, ImageError, Manifest, READY_MARKER};
+use vessel_images::{Manifest, READY_MARKER};
+
+mod common;
 
 const VESSEL: &str = env!("CARGO_BIN_EXE_vessel");
-
-fn image_or_skip(test: &str) -> Option<Manifest> {
-    if let Ok(m) = vessel_images::load(vessel_images::DEBIAN_AMD64) {
-        return Some(m);
-    }
-    match vessel_images::fetch(vessel_images::DEBIAN_AMD64, &FetchOptions::default()) {
-        Ok(m) => Some(m),
-        Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
-        | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!(
-                "SKIPPED {test}: no debian-amd64 image and the Debian archive is not reachable: {e}"
-            );
-            None
-        }
-        Err(e) => panic!("fetching debian-amd64 failed: {e}"),
-    }
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: /dev/kvm cannot be opened ({e}); this test needs KVM");
-            false
-        }
-    }
-}
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -85,7 +54,9 @@ fn hardware_virtualization() -> bool {
 #[test]
 fn the_fetched_debian_amd64_image_loads_as_a_bzimage() {
     let test = "the_fetched_debian_amd64_image_loads_as_a_bzimage";
-    let Some(m) = image_or_skip(test) else { return };
+    let Some(m) = common::named_image_or_skip(vessel_images::DEBIAN_AMD64) else {
+        return;
+    };
     assert_eq!(m.arch, "x86_64");
     assert_eq!(m.firmware(), None);
     assert!(
@@ -100,7 +71,7 @@ fn the_fetched_debian_amd64_image_loads_as_a_bzimage() {
             m.modules
         );
     }
-    if !kvm_usable(test) {
+    if !vessel_testkit::x86::kvm_usable(test) {
         return;
     }
     let dir = Scratch::new(test);
@@ -148,7 +119,9 @@ fn root_disk(m: &Manifest, dir: &Path) -> PathBuf {
 #[test]
 fn debian_kernel_boots_to_a_shell_with_root_on_virtio_blk() {
     let test = "debian_kernel_boots_to_a_shell_with_root_on_virtio_blk";
-    let Some(m) = image_or_skip(test) else { return };
+    let Some(m) = common::named_image_or_skip(vessel_images::DEBIAN_AMD64) else {
+        return;
+    };
     if !hardware_virtualization() {
         eprintln!(
             "SKIPPED {test}: this CPU has no VT-x/AMD-V (no vmx or svm in /proc/cpuinfo); \
@@ -157,7 +130,7 @@ fn debian_kernel_boots_to_a_shell_with_root_on_virtio_blk() {
         );
         return;
     }
-    if !kvm_usable(test) {
+    if !vessel_testkit::x86::kvm_usable(test) {
         return;
     }
     let dir = Scratch::new(test);

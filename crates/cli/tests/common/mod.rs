@@ -1,5 +1,5 @@
 //! Shared by the Linux end-to-end tests of `vessel run`: the cached Debian
-//! riscv64 image, and test data.
+//! images, and test data.
 
 #![allow(dead_code)]
 
@@ -10,17 +10,24 @@ use vessel_images::{FetchOptions, ImageError, Manifest};
 /// The debian-riscv64 image from the cache, fetched on first use, or None
 /// (after saying why) when it is not cached and the archive is unreachable.
 pub fn image_or_skip() -> Option<Manifest> {
-    if let Ok(m) = vessel_images::load(vessel_images::DEBIAN_RISCV64) {
+    named_image_or_skip(vessel_images::DEBIAN_RISCV64)
+}
+
+/// The image `name` (e.g. `debian-amd64`) from the cache, fetched on first
+/// use, or None (after saying why) when it is not cached and the archive is
+/// unreachable.
+pub fn named_image_or_skip(name: &str) -> Option<Manifest> {
+    if let Ok(m) = vessel_images::load(name) {
         return Some(m);
     }
-    match vessel_images::fetch(vessel_images::DEBIAN_RISCV64, &FetchOptions::default()) {
+    match vessel_images::fetch(name, &FetchOptions::default()) {
         Ok(m) => Some(m),
         Err(e @ ImageError::Sources(SourcesError::NotFound { .. }))
         | Err(e @ ImageError::Download(DownloadError::Unreachable { .. })) => {
-            eprintln!("SKIP: no debian-riscv64 image and the Debian archive is not reachable: {e}");
+            eprintln!("SKIP: no {name} image and the Debian archive is not reachable: {e}");
             None
         }
-        Err(e) => panic!("fetching debian-riscv64 failed: {e}"),
+        Err(e) => panic!("fetching {name} failed: {e}"),
     }
 }
 
