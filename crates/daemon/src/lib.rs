@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod exec;
 pub mod metrics;
+pub mod reaper;
 pub mod server;
 pub mod store;
 pub mod supervisor;
@@ -116,6 +117,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(error = %e, "cannot become a child subreaper; container exit codes will be unknown");
     }
     let supervisor = Supervisor::new(config)?;
+    // Orphans reparented to the daemon are reaped (not the children it
+    // waits for itself).
+    reaper::spawn(Arc::downgrade(&supervisor));
     let app = server::router(Arc::clone(&supervisor));
     let (tx, rx) = oneshot::channel::<()>();
     tracing::info!(socket = %socket.display(), "vessel daemon listening");

@@ -12,7 +12,7 @@ use vessel_api::{
 };
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -30,6 +30,14 @@ pub enum StoreError {
     Exists(String),
     #[error("no instance named {0:?} (see `vessel ls`)")]
     NotFound(String),
+    /// A transition whose expected previous state no longer holds (another
+    /// request or the process's exit came first).
+    #[error("instance {name:?} is {found}, not {expected}")]
+    WrongState {
+        name: String,
+        found: &'static str,
+        expected: String,
+    },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("state database holds a record it cannot read ({field} of {name:?}): {detail}")]
@@ -118,6 +126,17 @@ impl Store {
             )
             .map_err(open_err)?;
         }
+        if version < 4 {
+            // Version 4: quick failures in a row, for the restart backoff
+            // (kept across daemon restarts).
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE instances ADD COLUMN restart_failures INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )
+            .map_err(open_err)?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -193,9 +212,12 @@ impl Store {
     }
 
     /// The process started: running, with its pid; the last exit is cleared.
+    /// Only from `created` or `stopped`: an active record already has a
+    /// process.
     pub fn set_running(&self, name: &str, pid: i32, now: i64) -> Result<(), StoreError> {
-        self.update(
+        self.transition(
             name,
+            &[InstanceState::Created, InstanceState::Stopped],
             "UPDATE instances SET state = 'running', pid = ?2, started_at = ?3, finished_at = NULL,
                  exit_reason = NULL, exit_code = NULL, exit_signal = NULL, exit_message = NULL
              WHERE name = ?1",
@@ -247,9 +269,17 @@ impl Store {
         )
     }
 
-    pub fn set_state(&self, name: &str, state: InstanceState) -> Result<(), StoreError> {
-        self.update(
+    /// Move to `state` if the record is in one of `from` now, in one
+    /// transaction (WrongState otherwise).
+    pub fn set_state_from(
+        &self,
+        name: &str,
+        from: &[InstanceState],
+        state: InstanceState,
+    ) -> Result<(), StoreError> {
+        self.transition(
             name,
+            from,
             "UPDATE instances SET state = ?2 WHERE name = ?1",
             params![name, state.as_str()],
         )
@@ -257,20 +287,103 @@ impl Store {
 
     /// The process ended (or never started): stopped, with why.
     pub fn set_stopped(&self, name: &str, exit: &ExitStatus, now: i64) -> Result<(), StoreError> {
+        self.update(name, SET_STOPPED, stopped_params(name, exit, now))
+    }
+
+    /// Process `pid` ended: stopped, with why, if the record is still
+    /// active with that pid (not started again, deleted or reconciled
+    /// meanwhile).
+    pub fn set_stopped_for(
+        &self,
+        name: &str,
+        pid: i32,
+        exit: &ExitStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<(String, Option<i32>)> = tx
+            .query_row(
+                "SELECT state, pid FROM instances WHERE name = ?1",
+                params![name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((state, current_pid)) = current else {
+            return Err(StoreError::NotFound(name.to_string()));
+        };
+        let state = InstanceState::parse(&state).unwrap_or(InstanceState::Stopped);
+        if !state.is_active() || current_pid != Some(pid) {
+            return Err(StoreError::WrongState {
+                name: name.to_string(),
+                found: state.as_str(),
+                expected: format!("active with pid {pid}"),
+            });
+        }
+        tx.execute(SET_STOPPED, stopped_params(name, exit, now))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Quick failures in a row (the restart backoff).
+    pub fn restart_failures(&self, name: &str) -> Result<u32, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT restart_failures FROM instances WHERE name = ?1")?;
+        let n: Option<i64> = stmt.query_row(params![name], |row| row.get(0)).optional()?;
+        match n {
+            None => Err(StoreError::NotFound(name.to_string())),
+            Some(n) => Ok(n.clamp(0, u32::MAX as i64) as u32),
+        }
+    }
+
+    pub fn set_restart_failures(&self, name: &str, n: u32) -> Result<(), StoreError> {
         self.update(
             name,
-            "UPDATE instances SET state = 'stopped', pid = NULL, finished_at = ?2,
-                 exit_reason = ?3, exit_code = ?4, exit_signal = ?5, exit_message = ?6
-             WHERE name = ?1",
-            params![
-                name,
-                now,
-                exit.reason.as_str(),
-                exit.code,
-                exit.signal,
-                exit.message
-            ],
+            "UPDATE instances SET restart_failures = ?2 WHERE name = ?1",
+            params![name, n],
         )
+    }
+
+    /// One UPDATE guarded by the expected previous states, in a transaction.
+    fn transition(
+        &self,
+        name: &str,
+        from: &[InstanceState],
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let state: Option<String> = tx
+            .query_row(
+                "SELECT state FROM instances WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(state) = state else {
+            return Err(StoreError::NotFound(name.to_string()));
+        };
+        let state = InstanceState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+            name: name.to_string(),
+            field: "state",
+            detail: state.clone(),
+        })?;
+        if !from.contains(&state) {
+            return Err(StoreError::WrongState {
+                name: name.to_string(),
+                found: state.as_str(),
+                expected: from
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            });
+        }
+        tx.execute(sql, params)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn update(
@@ -285,6 +398,32 @@ impl Store {
         }
         Ok(())
     }
+}
+
+const SET_STOPPED: &str = "UPDATE instances SET state = 'stopped', pid = NULL, finished_at = ?2,
+     exit_reason = ?3, exit_code = ?4, exit_signal = ?5, exit_message = ?6
+ WHERE name = ?1";
+
+fn stopped_params<'a>(
+    name: &'a str,
+    exit: &'a ExitStatus,
+    now: i64,
+) -> (
+    &'a str,
+    i64,
+    &'static str,
+    Option<i32>,
+    Option<i32>,
+    Option<&'a str>,
+) {
+    (
+        name,
+        now,
+        exit.reason.as_str(),
+        exit.code,
+        exit.signal,
+        exit.message.as_deref(),
+    )
 }
 
 fn parse_reason(s: &str) -> Option<ExitReason> {
@@ -424,7 +563,79 @@ mod tests {
         assert!(matches!(store.get("a"), Err(StoreError::NotFound(_))));
         assert!(matches!(store.delete("a"), Err(StoreError::NotFound(_))));
         assert!(matches!(
-            store.set_state("a", InstanceState::Stopping),
+            store.set_state_from("a", &[InstanceState::Running], InstanceState::Stopping),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    /// Each transition names the state it expects: a stop that comes after
+    /// the process's exit was recorded cannot make the record active again,
+    /// and an exit recorded for an earlier process does not end a later one.
+    #[test]
+    fn transitions_check_the_previous_state() {
+        use InstanceState::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.insert(&instance("a")).unwrap();
+        let exit = ExitStatus {
+            reason: ExitReason::Exited,
+            code: Some(0),
+            signal: None,
+            message: None,
+        };
+        assert!(matches!(
+            store.set_state_from("a", &[Running, Paused], Stopping),
+            Err(StoreError::WrongState {
+                found: "created",
+                ..
+            })
+        ));
+        store.set_running("a", 10, 1).unwrap();
+        assert!(matches!(
+            store.set_running("a", 11, 2),
+            Err(StoreError::WrongState {
+                found: "running",
+                ..
+            })
+        ));
+        // The exit of pid 10 is recorded, then a late stop arrives.
+        store.set_stopped_for("a", 10, &exit, 3).unwrap();
+        assert!(matches!(
+            store.set_state_from("a", &[Running, Paused], Stopping),
+            Err(StoreError::WrongState {
+                found: "stopped",
+                ..
+            })
+        ));
+        assert_eq!(store.get("a").unwrap().state, Stopped);
+        // Started again as pid 12: pid 10's exit, seen late, changes nothing.
+        store.set_running("a", 12, 4).unwrap();
+        assert!(matches!(
+            store.set_stopped_for("a", 10, &exit, 5),
+            Err(StoreError::WrongState { .. })
+        ));
+        let a = store.get("a").unwrap();
+        assert_eq!((a.state, a.pid), (Running, Some(12)));
+        store
+            .set_state_from("a", &[Running, Paused], Stopping)
+            .unwrap();
+        store.set_stopped_for("a", 12, &exit, 6).unwrap();
+        assert_eq!(store.get("a").unwrap().state, Stopped);
+    }
+
+    #[test]
+    fn restart_failures_are_kept_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.insert(&instance("r")).unwrap();
+            assert_eq!(store.restart_failures("r").unwrap(), 0);
+            store.set_restart_failures("r", 4).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.restart_failures("r").unwrap(), 4);
+        assert!(matches!(
+            store.restart_failures("nope"),
             Err(StoreError::NotFound(_))
         ));
     }

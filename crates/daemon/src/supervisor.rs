@@ -160,6 +160,11 @@ impl Supervisor {
         self.lock_pending().clear();
     }
 
+    /// Whether `detach` was called (the daemon is shutting down).
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -333,7 +338,9 @@ impl Supervisor {
     ) {
         let (done_tx, done_rx) = watch::channel(false);
         let request = Arc::new(Mutex::new(None));
-        let generation = self.next_token.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let generation = self
+            .next_token
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.running().insert(
             name.to_string(),
             Running {
@@ -533,10 +540,10 @@ impl Supervisor {
             // Waiting for the restart policy: that restart is off.
             return Ok(self.store.get(name)?);
         }
-        let done = self.signal(name, Request::Stop, Signal::SIGTERM).await?;
+        let (done, generation) = self.signal(name, Request::Stop, Signal::SIGTERM).await?;
         if !wait_done(done.clone(), timeout).await {
             tracing::info!(name, "did not stop in time; killing");
-            self.send(name, Signal::SIGKILL);
+            self.send(name, Some(generation), Signal::SIGKILL);
             self.wait_killed(name, done).await?;
         }
         Ok(self.store.get(name)?)
@@ -547,15 +554,20 @@ impl Supervisor {
         if self.cancel_restart(name) && !self.store.get(name)?.state.is_active() {
             return Ok(self.store.get(name)?);
         }
-        let done = self.signal(name, Request::Kill, Signal::SIGKILL).await?;
+        let (done, _) = self.signal(name, Request::Kill, Signal::SIGKILL).await?;
         self.wait_killed(name, done).await?;
         Ok(self.store.get(name)?)
     }
 
+    /// Delete the record and the instance's directory. With `force`, an
+    /// instance that runs is killed first; if another client starts it
+    /// again each time, this gives up after a few rounds instead of
+    /// looping.
     pub async fn delete(&self, name: &str, force: bool) -> Result<Instance, SupervisorError> {
+        const ROUNDS: usize = 5;
         validate_name(name)?;
         self.cancel_restart(name);
-        loop {
+        for _ in 0..ROUNDS {
             let instance = self.store.get(name)?;
             if instance.state.is_active() {
                 if !force {
@@ -570,11 +582,23 @@ impl Supervisor {
                     Err(e) => return Err(e),
                 }
             }
-            let _guard = self.lifecycle.lock().await;
-            // Started again between the kill and the lock: go round.
-            let instance = self.store.get(name)?;
+            let _guard = self.lock(name).await;
+            let mut instance = self.store.get(name)?;
             if instance.state.is_active() {
-                continue;
+                if self.running().contains_key(name) {
+                    // Started again between the kill and the lock.
+                    if !force {
+                        return Err(SupervisorError::Conflict {
+                            name: name.to_string(),
+                            state: instance.state.as_str(),
+                            what: "stop it first, or delete with force (`vessel rm -f`)",
+                        });
+                    }
+                    continue;
+                }
+                // Active, but no process is supervised for it.
+                self.reconcile(&instance).await?;
+                instance = self.store.get(name)?;
             }
             self.store.delete(name)?;
             let dir = self.config.instance_dir(name);
@@ -586,67 +610,139 @@ impl Supervisor {
             tracing::info!(name, "deleted");
             return Ok(instance);
         }
+        let state = self.store.get(name)?.state.as_str();
+        Err(SupervisorError::Conflict {
+            name: name.to_string(),
+            state,
+            what: "it was started again each time it was killed; try again",
+        })
     }
 
-    /// Record the request, mark `stopping` for a stop, and send the signal.
+    /// A record marked active with no process under supervision (never
+    /// expected: it would mean an exit was lost): end the process if it
+    /// still runs, and record the instance as stopped (`lost`). Called with
+    /// the instance's lock held.
+    async fn reconcile(&self, instance: &Instance) -> Result<(), SupervisorError> {
+        let name = &instance.name;
+        let mut message = "marked stopped: no supervised process was found for it".to_string();
+        if let Some(pid) = instance.pid.filter(|&p| p > 0) {
+            let start = self.store.pid_start(name)?;
+            if !vessel_control::process_ended(pid)
+                && start.is_some()
+                && vessel_control::process_start_time(pid) == start
+            {
+                self.kill_unsupervised(instance.kind, pid);
+                message = format!("process {pid} ran unsupervised and was killed");
+            }
+        }
+        if instance.kind == InstanceKind::Container {
+            let _ = self.runtime(&["delete", "--force", name]).await;
+        }
+        tracing::warn!(name = %name, %message, "reconciled an active record without a process");
+        let exit = ExitStatus {
+            reason: ExitReason::Lost,
+            code: None,
+            signal: None,
+            message: Some(message),
+        };
+        self.store.set_stopped(name, &exit, now())?;
+        Ok(())
+    }
+
+    fn kill_unsupervised(&self, kind: InstanceKind, pid: i32) {
+        let pid = Pid::from_raw(pid);
+        let _ = match kind {
+            InstanceKind::Vm => killpg(pid, Signal::SIGKILL),
+            InstanceKind::Container => kill(pid, Signal::SIGKILL),
+        };
+    }
+
+    /// Record the request, mark `stopping` for a stop, and send the signal;
+    /// the receiver turns true once the process has ended, and the start
+    /// it belongs to.
     async fn signal(
         &self,
         name: &str,
         request: Request,
         signal: Signal,
-    ) -> Result<watch::Receiver<bool>, SupervisorError> {
+    ) -> Result<(watch::Receiver<bool>, u64), SupervisorError> {
         validate_name(name)?;
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock(name).await;
         let instance = self.store.get(name)?;
-        let done = {
+        let entry = {
             let running = self.running();
-            let Some(entry) = running.get(name) else {
-                return Err(SupervisorError::Conflict {
-                    name: name.to_string(),
-                    state: instance.state.as_str(),
-                    what: "it does not run",
-                });
-            };
-            let mut req = entry.request.lock().unwrap_or_else(|e| e.into_inner());
-            // A kill after a stop is reported as a kill.
-            if *req != Some(Request::Kill) {
-                *req = Some(request);
+            running.get(name).map(|entry| {
+                let mut req = entry.request.lock().unwrap_or_else(|e| e.into_inner());
+                // A kill after a stop is reported as a kill.
+                if *req != Some(Request::Kill) {
+                    *req = Some(request);
+                }
+                (
+                    entry.done.clone(),
+                    entry.generation,
+                    entry.control.clone(),
+                    entry.kind,
+                    entry.paused,
+                )
+            })
+        };
+        let Some((done, generation, control, kind, paused)) = entry else {
+            if instance.state.is_active() {
+                // An active record whose process is gone: settle it, and
+                // the request is done.
+                self.reconcile(&instance).await?;
+                return Ok((watch::channel(true).1, 0));
             }
-            entry.done.clone()
+            return Err(SupervisorError::Conflict {
+                name: name.to_string(),
+                state: instance.state.as_str(),
+                what: "it does not run",
+            });
         };
         if request == Request::Stop {
-            self.store.set_state(name, InstanceState::Stopping)?;
+            // Under the lock the process's exit cannot be recorded before
+            // this, so the record is active; checked all the same.
+            self.store
+                .set_state_from(
+                    name,
+                    &[InstanceState::Running, InstanceState::Paused],
+                    InstanceState::Stopping,
+                )
+                .or_else(|e| match e {
+                    StoreError::WrongState {
+                        found: "stopping", ..
+                    } => Ok(()),
+                    e => Err(e),
+                })?;
         }
-        let (control, kind, paused) = {
-            let running = self.running();
-            running
-                .get(name)
-                .map(|r| (r.control.clone(), r.kind, r.paused))
-                .unwrap_or((None, InstanceKind::Vm, false))
-        };
         // A VM is asked over its control socket (a clean VMM exit, also
         // when paused); a signal if that fails.
         if request == Request::Stop
             && let Some(path) = control
         {
             match control::call(&path, vessel_control::Request::Shutdown {}).await {
-                Ok(_) => return Ok(done),
+                Ok(_) => return Ok((done, generation)),
                 Err(e) => {
                     tracing::info!(name, error = %e, "no shutdown over the control socket; signalling")
                 }
             }
         }
-        self.send(name, signal);
+        self.send(name, Some(generation), signal);
         // A frozen container takes its signal once thawed.
         if paused && kind == InstanceKind::Container {
             let _ = self.runtime(&["resume", name]).await;
         }
-        Ok(done)
+        Ok((done, generation))
     }
 
-    fn send(&self, name: &str, signal: Signal) {
+    /// Signal the supervised process of `name` (of that start, if given).
+    /// Signal the supervised process of `name` (of that start, if given).
+    fn send(&self, name: &str, generation: Option<u64>, signal: Signal) {
         let running = self.running();
-        let Some(entry) = running.get(name) else {
+        let Some(entry) = running
+            .get(name)
+            .filter(|e| generation.is_none_or(|g| g == e.generation))
+        else {
             return;
         };
         let pid = Pid::from_raw(entry.pid);

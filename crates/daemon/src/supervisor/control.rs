@@ -75,7 +75,7 @@ impl Supervisor {
     /// Stop running the guest: the VM's run loop parks, a container's
     /// processes are frozen. Memory, devices and the console stay.
     pub async fn pause(&self, name: &str) -> Result<Instance, SupervisorError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock(name).await;
         let (kind, _, control, paused) = self.entry(name)?;
         if paused {
             return Err(SupervisorError::Conflict {
@@ -86,13 +86,14 @@ impl Supervisor {
         }
         self.control_or_runtime(name, kind, control, true).await?;
         self.set_paused(name, true);
-        self.store.set_state(name, InstanceState::Paused)?;
+        self.store
+            .set_state_from(name, &[InstanceState::Running], InstanceState::Paused)?;
         tracing::info!(name, "paused");
         Ok(self.store.get(name)?)
     }
 
     pub async fn resume(&self, name: &str) -> Result<Instance, SupervisorError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock(name).await;
         let (kind, _, control, paused) = self.entry(name)?;
         if !paused {
             return Err(SupervisorError::Conflict {
@@ -103,7 +104,8 @@ impl Supervisor {
         }
         self.control_or_runtime(name, kind, control, false).await?;
         self.set_paused(name, false);
-        self.store.set_state(name, InstanceState::Running)?;
+        self.store
+            .set_state_from(name, &[InstanceState::Paused], InstanceState::Running)?;
         tracing::info!(name, "resumed");
         Ok(self.store.get(name)?)
     }

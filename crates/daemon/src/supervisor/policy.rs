@@ -40,20 +40,24 @@ impl Supervisor {
         let Ok(instance) = self.store.get(name) else {
             return;
         };
+        // The count of quick failures in a row is kept in the store, so a
+        // daemon restart does not reset the backoff.
+        let stored = self.store.restart_failures(name).unwrap_or(0);
         if !should_restart(instance.restart_policy, exit) {
-            self.lock_failures().remove(name);
+            if stored != 0
+                && let Err(e) = self.store.set_restart_failures(name, 0)
+            {
+                tracing::warn!(name, error = %e, "resetting the restart backoff");
+            }
             return;
         }
-        let failures = {
-            let mut f = self.lock_failures();
-            let n = f.entry(name.to_string()).or_insert(0);
-            if ran >= STABLE_RUN {
-                *n = 0;
-            }
-            let current = *n;
-            *n = n.saturating_add(1);
-            current
-        };
+        let failures = if ran >= STABLE_RUN { 0 } else { stored };
+        if let Err(e) = self
+            .store
+            .set_restart_failures(name, failures.saturating_add(1))
+        {
+            tracing::warn!(name, error = %e, "recording the restart backoff");
+        }
         let delay = backoff(failures);
         let token = self.next_token.fetch_add(1, Ordering::SeqCst);
         self.lock_pending().insert(name.to_string(), token);
@@ -103,10 +107,6 @@ impl Supervisor {
         self.pending_restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

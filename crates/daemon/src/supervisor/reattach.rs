@@ -61,7 +61,15 @@ impl Supervisor {
         } else {
             InstanceState::Running
         };
-        self.store.set_state(name, state)?;
+        self.store.set_state_from(
+            name,
+            &[
+                InstanceState::Running,
+                InstanceState::Paused,
+                InstanceState::Stopping,
+            ],
+            state,
+        )?;
         self.supervise(
             name,
             instance.kind,
