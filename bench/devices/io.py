@@ -162,6 +162,10 @@ def main():
     p.add_argument("--plain", action="store_true",
                    help="also run both with net offloads off (vessel offload=off; QEMU csum, "
                         "TSO and mrg_rxbuf off)")
+    p.add_argument("--only", help="run only the tools whose name starts with this "
+                   "(vessel or QEMU); prints rates, no ratios")
+    p.add_argument("--stats", action="store_true",
+                   help="print the guest's TCP, interrupt and interface counters per run")
     p.add_argument("--timeout", type=float, default=1800)
     a = p.parse_args()
 
@@ -185,6 +189,10 @@ def main():
                                               "guest_tso4", "guest_tso6", "mrg_rxbuf"))
         tools += [("vessel, offload=off", vessel[:-1] + [vessel[-1] + ",offload=off"]),
                   ("QEMU, offloads off", qemu_base + ["-device", f"{qemu_net},{plain}"])]
+    if a.only:
+        tools = [t for t in tools if t[0].startswith(a.only)]
+        if not tools:
+            p.error(f"--only {a.only}: no such tool (vessel or QEMU)")
     keys = ["disk write", "disk read", "TCP guest→host", "TCP host→guest"]
     results = {name: {k: [] for k in keys + ["cpu"]} for name, _ in tools}
     for i in range(a.runs):
@@ -206,11 +214,21 @@ def main():
                     raise RuntimeError(f"{name}: {d} moved {n} bytes in {secs} s")
                 r[k].append(n / secs / 1e6)
             r["cpu"].append(cpu)
+            if a.stats:
+                for line in out.splitlines():
+                    if line.startswith(b"bench-stat "):
+                        print(f"{name}: " + line[11:].decode(errors="replace").rstrip(),
+                              file=sys.stderr)
             print(f"run {i + 1} {name}: " + ", ".join(
                 f"{k} {r[k][-1]:.2f} MB/s" for k in keys) + f", CPU {cpu:.1f} s",
                 file=sys.stderr, flush=True)
 
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
+    if a.only:
+        for name, _ in tools:
+            print(f"{name}: " + ", ".join(f"{k} {med[name][k]:.2f} MB/s" for k in keys)
+                  + f", CPU {med[name]['cpu']:.1f} s")
+        return
     pairs = [(tools[i][0], tools[i + 1][0]) for i in range(0, len(tools), 2)]
     head = "| |" + "".join(f" {v} | {q} | ratio |" for v, q in pairs)
     print(head)

@@ -4,7 +4,8 @@
 # Needs root (a network namespace with a tap), iproute2, qemu-system-misc,
 # python3, and `vessel image fetch debian-riscv64` done (or network).
 # Knobs: RUNS (3), DISK_MIB (256), NET_MIB (32), PLAIN=1 to also run both
-# with their net offloads off.
+# with their net offloads off, ONLY=vessel|QEMU to run one side (no ratios),
+# STATS=1 to print the guest's TCP, interrupt and interface counters.
 set -eu
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -43,6 +44,10 @@ httpd -p 80 -h /tmp/www
 echo bench-net
 # The host fetches /up from httpd, then serves this download.
 nc 10.0.2.1 5002 </dev/null >/dev/null
+# Guest-side counters for diagnosis (retransmits, interrupts, drops).
+grep -E '^(Tcp|TcpExt):' /proc/net/snmp /proc/net/netstat 2>/dev/null | sed 's/^/bench-stat /'
+grep -E 'virtio|plic|PLIC' /proc/interrupts | sed 's/^/bench-stat /'
+sed 's/^/bench-stat /' /proc/net/dev
 echo bench-done
 EOF
 chmod +x "$WORK/10-bench"
@@ -61,5 +66,7 @@ set -- --vessel "$VESSEL" --runs "$RUNS" --net-mib "$NET_MIB" --disk-mib "$DISK_
     --firmware "$IMG/fw_dynamic.bin" --kernel "$IMG/Image" --initrd "$WORK/initrd.gz" \
     --disk "$WORK/disk.img" --tap "$TAP"
 if [ "${PLAIN:-0}" = 1 ]; then set -- "$@" --plain; fi
+if [ -n "${ONLY:-}" ]; then set -- "$@" --only "$ONLY"; fi
+if [ "${STATS:-0}" = 1 ]; then set -- "$@" --stats; fi
 ip netns exec "$NS" python3 bench/devices/io.py "$@"
 echo "load after: $(cat /proc/loadavg)" >&2
