@@ -59,7 +59,10 @@ impl Podman {
         let d = |s: &str| self.dir.join(s);
         clients::run(
             &self.dir,
+            // conmon writes an `oom` file into its working directory when
+            // the container is OOM-killed: keep it in the scratch dir.
             Command::new("podman")
+                .current_dir(&self.dir)
                 .arg("--root")
                 .arg(d("root"))
                 .arg("--runroot")
