@@ -216,14 +216,84 @@ pub fn complete(
     head: u16,
     len: u32,
 ) -> Result<(), &'static str> {
+    publish_used(queue, mem, interrupt, &[(head, len)])
+}
+
+/// VRING_AVAIL_F_NO_INTERRUPT: without event-idx, the driver asks for no
+/// used-ring interrupts.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// Put `used` ((head, length) pairs) in the used ring in order and make them
+/// visible to the driver with a single index update, then raise the
+/// used-ring interrupt once if the driver asked for one: with event-idx,
+/// when the new used index passes `used_event`; without, unless the driver
+/// set VRING_AVAIL_F_NO_INTERRUPT.
+///
+/// One index update matters for buffers that belong together (a frame
+/// spread over mergeable receive buffers): a driver polling concurrently
+/// must never see part of them. Every head is checked against the queue
+/// size; an error means the ring is unusable.
+pub fn publish_used(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    interrupt: &Interrupt,
+    used: &[(u16, u32)],
+) -> Result<(), &'static str> {
+    use std::num::Wrapping;
+    use std::sync::atomic::{Ordering, fence};
+    use vessel_machine::vm_memory::{Address, Bytes, GuestAddress};
     use virtio_queue::QueueT;
-    queue
-        .add_used(mem, head, len)
+    if used.is_empty() {
+        return Ok(());
+    }
+    let size = queue.size();
+    if size == 0 || used.len() > usize::from(size) {
+        return Err("more used buffers than the queue holds");
+    }
+    let ring = GuestAddress(queue.used_ring());
+    let old = Wrapping(queue.next_used());
+    for (k, &(head, len)) in used.iter().enumerate() {
+        if head >= size {
+            return Err("used buffer head beyond the queue size");
+        }
+        let slot = (old + Wrapping(k as u16)).0 % size;
+        let mut elem = [0u8; 8];
+        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        let addr = ring
+            .checked_add(4 + 8 * u64::from(slot))
+            .ok_or("used ring address overflows")?;
+        mem.write_slice(&elem, addr)
+            .map_err(|_| "cannot write the used ring")?;
+    }
+    let new = old + Wrapping(used.len() as u16);
+    let idx_addr = ring.checked_add(2).ok_or("used ring address overflows")?;
+    // Release: the elements are visible before the index that covers them.
+    mem.store(new.0.to_le(), idx_addr, Ordering::Release)
         .map_err(|_| "cannot write the used ring")?;
-    if queue
-        .needs_notification(mem)
-        .map_err(|_| "cannot read used_event")?
-    {
+    queue.set_next_used(new.0);
+    // The index store must be visible before used_event / flags are read
+    // (the driver does the mirror image), or an interrupt can be lost.
+    fence(Ordering::SeqCst);
+    let avail = GuestAddress(queue.avail_ring());
+    let notify = if queue.event_idx_enabled() {
+        let at = avail
+            .checked_add(4 + 2 * u64::from(size))
+            .ok_or("available ring address overflows")?;
+        let used_event = Wrapping(u16::from_le(
+            mem.load::<u16>(at, Ordering::Acquire)
+                .map_err(|_| "cannot read used_event")?,
+        ));
+        // vring_need_event: did the index pass used_event in this batch?
+        (new - used_event - Wrapping(1)) < (new - old)
+    } else {
+        let flags = u16::from_le(
+            mem.load::<u16>(avail, Ordering::Acquire)
+                .map_err(|_| "cannot read the available ring flags")?,
+        );
+        flags & AVAIL_F_NO_INTERRUPT == 0
+    };
+    if notify {
         interrupt.signal_used();
     }
     Ok(())
@@ -232,9 +302,10 @@ pub fn complete(
 /// Serve every chain the driver made available on queue `index`: each is
 /// checked ([`chain::parse`]) and handed to `handle`, which returns how many
 /// bytes it wrote into the chain's writable buffers. A malformed chain is
-/// logged once and returned with length 0. Driver notifications are
-/// re-enabled (event-idx aware) before returning; interrupts are raised as
-/// the driver asked.
+/// logged once and returned with length 0. The used buffers of a batch are
+/// published with one used-index update and at most one interrupt, as the
+/// driver asked (event-idx aware). Driver notifications are re-enabled
+/// before returning.
 ///
 /// An error means the ring itself is unusable: the caller marks the device
 /// as needing reset.
@@ -255,6 +326,8 @@ where
         );
         return Ok(());
     }
+    let mut used = Vec::new();
+    let batch = usize::from(q.size().max(1));
     loop {
         q.disable_notification(mem)
             .map_err(|_| broken("cannot write the used ring flags"))?;
@@ -272,8 +345,16 @@ where
                     0
                 }
             };
-            complete(&mut q, mem, int, head, len).map_err(broken)?;
+            used.push((head, len));
+            // At most a queue's worth per index update (the ring's capacity).
+            if used.len() == batch {
+                publish_used(&mut q, mem, int, &used).map_err(broken)?;
+                used.clear();
+            }
         }
+        // One index update and at most one interrupt per batch.
+        publish_used(&mut q, mem, int, &used).map_err(broken)?;
+        used.clear();
         if !q
             .enable_notification(mem)
             .map_err(|_| broken("cannot write avail_event"))?
@@ -338,6 +419,75 @@ mod tests {
         assert!(int.needs_reset() && irq.is_high());
         int.reset();
         assert!(!int.needs_reset() && !irq.is_high());
+    }
+
+    #[test]
+    fn publish_used_batches_checks_heads_and_follows_suppression() {
+        use std::sync::atomic::Ordering;
+        use vessel_machine::vm_memory::{Bytes, GuestAddress};
+        use virtio_queue::QueueT;
+        use virtio_queue::mock::MockSplitQueue;
+        let mem = testutil::memory();
+        let vq = MockSplitQueue::new(&mem, 8);
+        let mut q: Queue = vq.create_queue().unwrap();
+        let irq = Arc::new(TestIrq::default());
+        let int = Interrupt::new(irq.clone(), "t");
+        let used = vq.used_addr().0;
+        let avail = vq.avail_addr().0;
+        let used_idx = |m: &GuestMemoryMmap| m.read_obj::<u16>(GuestAddress(used + 2)).unwrap();
+
+        // Without event-idx: one interrupt for a batch, none when the
+        // driver set VRING_AVAIL_F_NO_INTERRUPT.
+        publish_used(&mut q, &mem, &int, &[(1, 10), (2, 20), (3, 30)]).unwrap();
+        assert_eq!(used_idx(&mem), 3);
+        assert_eq!(irq.raised.load(Ordering::SeqCst), 1);
+        let elem = |n: u64| {
+            let id = mem.read_obj::<u32>(GuestAddress(used + 4 + 8 * n)).unwrap();
+            let len = mem.read_obj::<u32>(GuestAddress(used + 8 + 8 * n)).unwrap();
+            (id, len)
+        };
+        assert_eq!([elem(0), elem(1), elem(2)], [(1, 10), (2, 20), (3, 30)]);
+        int.ack(INT_USED_RING);
+        mem.write_obj(1u16, GuestAddress(avail)).unwrap();
+        publish_used(&mut q, &mem, &int, &[(4, 1)]).unwrap();
+        assert_eq!(
+            irq.raised.load(Ordering::SeqCst),
+            1,
+            "NO_INTERRUPT honoured"
+        );
+
+        // With event-idx: an interrupt only for the batch that passes
+        // used_event (here: once index 5 is used).
+        q.set_event_idx(true);
+        mem.write_obj(5u16, GuestAddress(avail + 4 + 2 * 8))
+            .unwrap();
+        publish_used(&mut q, &mem, &int, &[(5, 1)]).unwrap();
+        assert_eq!(
+            irq.raised.load(Ordering::SeqCst),
+            1,
+            "index 4 is before used_event"
+        );
+        publish_used(&mut q, &mem, &int, &[(6, 1), (7, 1)]).unwrap();
+        assert_eq!(irq.raised.load(Ordering::SeqCst), 2, "5 used in this batch");
+        publish_used(&mut q, &mem, &int, &[(0, 1)]).unwrap();
+        assert_eq!(
+            irq.raised.load(Ordering::SeqCst),
+            2,
+            "already past used_event"
+        );
+
+        // A head beyond the queue, or more buffers than the ring holds:
+        // errors, and nothing becomes visible.
+        let before = used_idx(&mem);
+        assert!(publish_used(&mut q, &mem, &int, &[(8, 1)]).is_err());
+        assert!(publish_used(&mut q, &mem, &int, &[(0, 1); 9]).is_err());
+        assert_eq!(used_idx(&mem), before);
+        // The index wraps at 2^16 like the ring's.
+        q.set_next_used(u16::MAX);
+        publish_used(&mut q, &mem, &int, &[(1, 1), (2, 2)]).unwrap();
+        assert_eq!(used_idx(&mem), 1);
+        assert_eq!(elem(u64::from(u16::MAX % 8)), (1, 1));
+        assert_eq!(elem(0), (2, 2));
     }
 
     #[test]

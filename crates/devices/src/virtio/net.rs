@@ -12,17 +12,33 @@
 //! 64 KiB receive buffers ("big packets"). For transmit, the guest's
 //! virtio-net header goes to the tap as is when it asks only for what was
 //! negotiated (the host kernel checks the offsets); otherwise the frame is
-//! dropped. Without offloads every header is cleared both ways. Mergeable
-//! receive buffers are not offered.
+//! dropped. Without offloads every header is cleared both ways.
+//!
+//! Mergeable receive buffers (MRG_RXBUF), as QEMU and Firecracker offer
+//! them: a frame may fill several receive chains; the first carries the
+//! header with num_buffers, all but the last are filled completely, and all
+//! of them reach the used ring with one index update. Linux then posts
+//! small single-page buffers instead of 64 KiB chains for every frame (an
+//! ACK no longer costs a 17-page buffer). The header is 12 bytes either way
+//! (virtio 1.x).
+//!
+//! A tap write that finds the back end full (EAGAIN, ENOBUFS) is retried
+//! once the back end is writable again, for a bounded time; frames that
+//! still cannot go, or that no receive buffers can hold, are counted in
+//! [`NetCounters`] (logged when the device goes away).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use virtio_queue::{QueueOwnedT, QueueT};
 
-use super::chain::{self, Cursor};
-use super::{ActiveQueues, DeviceError, VirtioDevice, complete, device_type, drain_queue, lock};
+use super::chain::{self, Chain, Cursor, total_len};
+use super::{
+    ActiveQueues, DeviceError, VirtioDevice, device_type, drain_queue, lock, publish_used,
+};
 use crate::net::FrameBackend;
 use crate::net::tap::VNET_HDR_LEN;
 
@@ -37,6 +53,8 @@ pub mod features {
     pub const HOST_TSO4: u64 = 1 << 11;
     pub const HOST_TSO6: u64 = 1 << 12;
     pub const HOST_ECN: u64 = 1 << 13;
+    /// Mergeable receive buffers.
+    pub const MRG_RXBUF: u64 = 1 << 15;
     pub const STATUS: u64 = 1 << 16;
     /// The offloads offered.
     pub const OFFLOADS: u64 =
@@ -111,7 +129,7 @@ fn tx_header(h: &[u8], acked: u64) -> Option<[u8; VNET_HDR_LEN]> {
 }
 
 /// Clear what the driver did not negotiate from a received frame's header
-/// and set num_buffers to 1 (one buffer per frame: no MRG_RXBUF).
+/// and set num_buffers to 1 (with MRG_RXBUF, delivery sets the real count).
 fn rx_header(h: &mut [u8], acked: u64) {
     if acked & features::GUEST_CSUM == 0 {
         h[..10].fill(0);
@@ -187,11 +205,67 @@ impl EventFd {
     }
 }
 
+/// What the device moved and what it had to drop, since it was made.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Frames written to the back end.
+    pub tx_frames: AtomicU64,
+    /// Transmit frames dropped: back end full for too long, or an error.
+    pub tx_dropped: AtomicU64,
+    /// Writes retried because the back end was full.
+    pub tx_retries: AtomicU64,
+    /// Frames delivered to the guest.
+    pub rx_frames: AtomicU64,
+    /// Received frames dropped: no receive buffers could ever hold them.
+    pub rx_dropped: AtomicU64,
+}
+
+impl NetCounters {
+    fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (tx_frames, tx_dropped, tx_retries, rx_frames, rx_dropped).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            g(&self.tx_frames),
+            g(&self.tx_dropped),
+            g(&self.tx_retries),
+            g(&self.rx_frames),
+            g(&self.rx_dropped),
+        )
+    }
+}
+
+/// How long a transmit waits for a full back end before the frame is
+/// dropped (QEMU waits for the tap without limit, but here the wait runs on
+/// the vCPU thread).
+const TX_FULL_WAIT: Duration = Duration::from_millis(50);
+
+/// A write that found the back end full, not broken.
+fn backend_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// Wait until `fd` is writable, for at most `left`.
+fn wait_writable(fd: std::os::fd::RawFd, left: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd; the result only decides whether to retry.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
 /// State the receive worker shares with the device.
 struct Shared {
     tap: Box<dyn FrameBackend>,
     wake: EventFd,
     stop: Mutex<bool>,
+    counters: Arc<NetCounters>,
 }
 
 /// The network device.
@@ -202,6 +276,10 @@ pub struct Net {
     active: Option<ActiveQueues>,
     worker: Option<JoinHandle<()>>,
     tx_buf: Vec<u8>,
+    /// The last transmit gave up on a full back end: do not wait again
+    /// until a write succeeds (a stuck back end must not stall the guest
+    /// for every frame).
+    tx_stalled: bool,
 }
 
 impl Net {
@@ -213,13 +291,20 @@ impl Net {
                 tap: backend,
                 wake: EventFd::new().map_err(NetError::EventFd)?,
                 stop: Mutex::new(false),
+                counters: Arc::new(NetCounters::default()),
             }),
             mac,
             offloads: true,
             active: None,
             worker: None,
             tx_buf: Vec::new(),
+            tx_stalled: false,
         })
+    }
+
+    /// The device's frame and drop counters (shared: they keep counting).
+    pub fn counters(&self) -> Arc<NetCounters> {
+        self.shared.counters.clone()
     }
 
     /// Offer no checksum or segmentation offloads (`--net ...,offload=off`):
@@ -243,7 +328,9 @@ impl Net {
             return Ok(());
         };
         let tap = &self.shared.tap;
+        let counters = &self.shared.counters;
         let buf = &mut self.tx_buf;
+        let stalled = &mut self.tx_stalled;
         let int = active.interrupt.clone();
         let acked = active.acked_features;
         drain_queue(active, TX, |mem, c| {
@@ -274,72 +361,183 @@ impl Net {
                 return 0;
             };
             buf[..VNET_HDR_LEN].copy_from_slice(&h);
-            if let Err(e) = tap.write_frame(buf) {
-                int.warn_once(
-                    "tap write",
-                    format_args!("tap write failed: {e}; frame dropped"),
-                );
+            match write_frame(tap.as_ref(), buf, counters, stalled) {
+                Ok(()) => NetCounters::add(&counters.tx_frames),
+                Err(e) => {
+                    NetCounters::add(&counters.tx_dropped);
+                    int.warn_once(
+                        "tap write",
+                        format_args!("tap write failed: {e}; frame dropped (counted)"),
+                    );
+                }
             }
             0
         })
     }
 }
 
-/// Copy one frame into the next receive buffer. `Ok(false)`: no buffer.
-fn receive_one(active: &ActiveQueues, frame: &[u8]) -> Result<bool, &'static str> {
-    let mem = &active.mem;
-    let int = &active.interrupt;
-    let Some(queue) = active.queues.get(RX) else {
-        return Ok(false);
-    };
-    let mut q = lock(queue);
-    if !q.ready() {
-        return Ok(false);
-    }
-    loop {
-        let next = q
-            .iter(mem)
-            .map_err(|_| "available index runs more than a queue ahead")?
-            .next();
-        let Some(desc_chain) = next else {
-            if q.enable_notification(mem)
-                .map_err(|_| "cannot write avail_event")?
-            {
-                continue;
-            }
-            return Ok(false);
+/// Write one frame; when the back end is full, wait until it is writable
+/// and retry, for at most [`TX_FULL_WAIT`] (none while `stalled`).
+fn write_frame(
+    tap: &dyn FrameBackend,
+    buf: &[u8],
+    counters: &NetCounters,
+    stalled: &mut bool,
+) -> std::io::Result<()> {
+    let deadline = Instant::now()
+        + if *stalled {
+            Duration::ZERO
+        } else {
+            TX_FULL_WAIT
         };
-        let head = desc_chain.head_index();
-        // A broken or too small buffer goes back empty; the frame waits
-        // for the next one.
-        let len = match chain::parse(desc_chain, mem) {
-            Ok(c) => {
-                let mut w = Cursor::new(mem, &c.writable);
-                if w.remaining() < frame.len() as u64 {
-                    int.warn_once(
-                        "rx buffer too small",
-                        format_args!(
-                            "receive buffer of {} bytes for a {}-byte frame; returned empty",
-                            w.remaining(),
-                            frame.len()
-                        ),
-                    );
-                    None
-                } else if w.write(frame).is_ok() {
-                    Some(frame.len() as u32)
-                } else {
-                    None
+    loop {
+        match tap.write_frame(buf) {
+            Ok(_) => {
+                *stalled = false;
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if backend_full(&e) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    *stalled = true;
+                    return Err(e);
+                }
+                NetCounters::add(&counters.tx_retries);
+                wait_writable(tap.poll_fd(), left);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What became of a received frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// In the guest's receive buffers.
+    Delivered,
+    /// Not enough buffers yet: the frame waits (notifications are on).
+    NoBuffers,
+    /// No buffers the driver could post would ever hold it: dropped.
+    Dropped,
+}
+
+/// The receive side of the worker: the chains taken from the ring for the
+/// waiting frame. With mergeable buffers they are gathered (across
+/// wake-ups) until the frame fits.
+#[derive(Default)]
+struct Rx {
+    reserved: Vec<Chain>,
+    /// Writable bytes of `reserved`.
+    room: u64,
+}
+
+impl Rx {
+    /// Move `frame` (virtio-net header first) into receive buffers. Broken
+    /// chains, and chains too small to be used, go back empty.
+    fn deliver(
+        &mut self,
+        active: &ActiveQueues,
+        frame: &mut [u8],
+        mergeable: bool,
+    ) -> Result<Delivery, &'static str> {
+        let mem = &active.mem;
+        let int = &active.interrupt;
+        let Some(queue) = active.queues.get(RX) else {
+            return Ok(Delivery::NoBuffers);
+        };
+        let mut q = lock(queue);
+        if !q.ready() {
+            return Ok(Delivery::NoBuffers);
+        }
+        let need = frame.len() as u64;
+        let size = usize::from(q.size());
+        let mut bad: Vec<(u16, u32)> = Vec::new();
+        let outcome = loop {
+            if !self.reserved.is_empty() && self.room >= need {
+                break Delivery::Delivered;
+            }
+            if mergeable && self.reserved.len() >= size {
+                // Every buffer the ring can hold is too little.
+                break Delivery::Dropped;
+            }
+            let next = q
+                .iter(mem)
+                .map_err(|_| "available index runs more than a queue ahead")?
+                .next();
+            let Some(desc_chain) = next else {
+                publish_used(&mut q, mem, int, &bad)?;
+                bad.clear();
+                if q.enable_notification(mem)
+                    .map_err(|_| "cannot write avail_event")?
+                {
+                    continue;
+                }
+                return Ok(Delivery::NoBuffers);
+            };
+            let head = desc_chain.head_index();
+            match chain::parse(desc_chain, mem) {
+                Ok(c) => {
+                    let room = total_len(&c.writable);
+                    // Without MRG_RXBUF one chain takes the whole frame;
+                    // with it, the first must at least hold the header.
+                    let min = match (mergeable, self.reserved.is_empty()) {
+                        (false, _) => need,
+                        (true, true) => VNET_HDR_LEN as u64,
+                        (true, false) => 1,
+                    };
+                    if room < min {
+                        int.warn_once(
+                            "rx buffer too small",
+                            format_args!(
+                                "receive buffer of {room} bytes for a {}-byte frame; returned empty",
+                                frame.len()
+                            ),
+                        );
+                        bad.push((head, 0));
+                    } else {
+                        self.room += room;
+                        self.reserved.push(c);
+                    }
+                }
+                Err(e) => {
+                    int.warn_once(e.kind(), format_args!("receive queue: {e}"));
+                    bad.push((head, 0));
                 }
             }
-            Err(e) => {
-                int.warn_once(e.kind(), format_args!("receive queue: {e}"));
-                None
+            if bad.len() == size {
+                publish_used(&mut q, mem, int, &bad)?;
+                bad.clear();
             }
         };
-        complete(&mut q, mem, int, head, len.unwrap_or(0))?;
-        if len.is_some() {
-            return Ok(true);
+        publish_used(&mut q, mem, int, &bad)?;
+        if outcome != Delivery::Delivered {
+            return Ok(outcome);
         }
+        // Take the fewest reserved chains that hold the frame; all but the
+        // last are filled completely.
+        let mut count = 0;
+        let mut room = 0u64;
+        while room < need {
+            room += total_len(&self.reserved[count].writable);
+            count += 1;
+        }
+        if mergeable && frame.len() >= VNET_HDR_LEN {
+            frame[10..12].copy_from_slice(&(count as u16).to_le_bytes());
+        }
+        let mut used = Vec::with_capacity(count);
+        let mut rest: &[u8] = frame;
+        for c in self.reserved.drain(..count) {
+            let mut w = Cursor::new(mem, &c.writable);
+            let n = rest.len().min(w.remaining() as usize);
+            w.write(&rest[..n])
+                .map_err(|_| "cannot write a receive buffer")?;
+            rest = &rest[n..];
+            used.push((c.head, n as u32));
+        }
+        self.room -= room;
+        publish_used(&mut q, mem, int, &used)?;
+        Ok(Delivery::Delivered)
     }
 }
 
@@ -348,6 +546,9 @@ fn rx_worker(shared: Arc<Shared>, active: ActiveQueues) {
     let mut pending: Option<usize> = None;
     let int = active.interrupt.clone();
     let acked = active.acked_features;
+    let mergeable = acked & features::MRG_RXBUF != 0;
+    let counters = shared.counters.clone();
+    let mut rx = Rx::default();
     loop {
         if *lock(&shared.stop) {
             return;
@@ -371,11 +572,24 @@ fn rx_worker(shared: Arc<Shared>, active: ActiveQueues) {
                 },
             };
             rx_header(&mut frame[..VNET_HDR_LEN], acked);
-            match receive_one(&active, &frame[..n]) {
-                Ok(true) => pending = None,
-                Ok(false) => {
+            match rx.deliver(&active, &mut frame[..n], mergeable) {
+                Ok(Delivery::Delivered) => {
+                    NetCounters::add(&counters.rx_frames);
+                    pending = None;
+                }
+                Ok(Delivery::NoBuffers) => {
                     pending = Some(n);
                     break;
+                }
+                Ok(Delivery::Dropped) => {
+                    NetCounters::add(&counters.rx_dropped);
+                    int.warn_once(
+                        "rx frame dropped",
+                        format_args!(
+                            "a {n}-byte frame does not fit in a full ring of receive buffers; dropped (counted)"
+                        ),
+                    );
+                    pending = None;
                 }
                 Err(what) => {
                     int.set_needs_reset(what);
@@ -425,7 +639,7 @@ impl VirtioDevice for Net {
 
     fn features(&self) -> u64 {
         let offloads = if self.offloads { features::OFFLOADS } else { 0 };
-        features::MAC | features::STATUS | offloads
+        features::MAC | features::STATUS | features::MRG_RXBUF | offloads
     }
 
     fn queue_max_sizes(&self) -> Vec<u16> {
@@ -485,6 +699,17 @@ impl VirtioDevice for Net {
 impl Drop for Net {
     fn drop(&mut self) {
         self.stop_worker();
+        let (tx, tx_dropped, retries, rx, rx_dropped) = self.shared.counters.snapshot();
+        let msg = format!(
+            "virtio-net {}: {tx} frames sent ({tx_dropped} dropped, {retries} retried writes), \
+             {rx} received ({rx_dropped} dropped)",
+            self.shared.tap.name()
+        );
+        if tx_dropped + rx_dropped > 0 {
+            log::warn!("{msg}");
+        } else {
+            log::info!("{msg}");
+        }
     }
 }
 
@@ -696,6 +921,182 @@ mod tests {
         assert!(!d.needs_reset());
     }
 
+    /// A device on one end of a datagram pair (the other end is the host),
+    /// with `feats` negotiated and receive / transmit queues of `sizes`.
+    fn socket_device<'a>(
+        mem: &'a vessel_machine::GuestMemoryMmap,
+        feats: u64,
+        sizes: &[u16],
+    ) -> (
+        Driver<'a>,
+        std::os::unix::net::UnixDatagram,
+        Arc<NetCounters>,
+    ) {
+        use crate::net::DatagramBackend;
+        use std::os::unix::net::UnixDatagram;
+        let (dev_end, host) = UnixDatagram::pair().unwrap();
+        // A small send buffer, so a test can fill it.
+        let sndbuf: libc::c_int = 4096;
+        // SAFETY: SO_SNDBUF reads one int from the pointer.
+        let r = unsafe {
+            libc::setsockopt(
+                dev_end.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&sndbuf as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        assert_eq!(r, 0);
+        let net = Net::new(
+            Box::new(DatagramBackend::new(dev_end).unwrap()),
+            [2, 0, 0, 1, 1, 1],
+        )
+        .unwrap();
+        let counters = net.counters();
+        let mut d = Driver::new(mem, Box::new(net));
+        d.init(feats, sizes);
+        (d, host, counters)
+    }
+
+    /// A header plus `len` payload bytes counting up.
+    fn dgram(len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; VNET_HDR_LEN];
+        v.extend((0..len).map(|i| (i % 251) as u8));
+        v
+    }
+
+    #[test]
+    fn mergeable_buffers_take_a_frame_in_pieces_published_together() {
+        let mem = memory();
+        let feats = features::MAC | features::MRG_RXBUF | crate::virtio::features::RING_EVENT_IDX;
+        let (mut d, host, counters) = socket_device(&mem, feats, &[16, 16]);
+        // Four 1536-byte single-page buffers, as Linux posts them.
+        for i in 0..4u64 {
+            d.add(RX, &[(0x2_0000 + 0x1000 * i, 1536, WRITE)]);
+        }
+        d.notify(RX);
+        let frame = dgram(4000);
+        host.send(&frame).unwrap();
+        wait_for("the merged frame", || d.used_idx(RX) >= 3);
+        assert_eq!(d.used_idx(RX), 3, "three buffers, one index update");
+        let lens: Vec<u32> = (0..3).map(|n| d.used(RX, n).1).collect();
+        assert_eq!(lens, [1536, 1536, frame.len() as u32 - 2 * 1536]);
+        let mut got = Vec::new();
+        for n in 0..3 {
+            let (id, len) = d.used(RX, n);
+            got.extend(d.read_bytes(0x2_0000 + 0x1000 * u64::from(id), len as usize));
+        }
+        assert_eq!(&got[10..12], &3u16.to_le_bytes(), "num_buffers");
+        assert_eq!(&got[VNET_HDR_LEN..], &frame[VNET_HDR_LEN..]);
+
+        // A frame bigger than the buffers left waits for more, then spans
+        // the old one and the new ones.
+        let frame = dgram(3000);
+        host.send(&frame).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(d.used_idx(RX), 3, "one buffer is not enough: nothing used");
+        d.add(RX, &[(0x3_0000, 1024, WRITE)]);
+        d.add(RX, &[(0x3_1000, 1024, WRITE)]);
+        d.notify(RX);
+        wait_for("the waiting frame", || d.used_idx(RX) == 6);
+        let (id, len) = d.used(RX, 3);
+        assert_eq!((id, len), (3, 1536), "the buffer kept for it comes first");
+        assert_eq!(d.used(RX, 4).1, 1024);
+        assert_eq!(d.used(RX, 5).1 as usize, frame.len() - 1536 - 1024);
+        let first = d.read_bytes(0x2_0000 + 0x3000, 12);
+        assert_eq!(&first[10..12], &3u16.to_le_bytes());
+        let (_, _, _, rx, rx_dropped) = counters.snapshot();
+        assert_eq!((rx, rx_dropped), (2, 0));
+        assert!(!d.needs_reset());
+    }
+
+    #[test]
+    fn mergeable_receive_skips_broken_and_tiny_chains_and_drops_what_never_fits() {
+        let mem = memory();
+        let (mut d, host, counters) = socket_device(&mem, features::MRG_RXBUF, &[4, 16]);
+        // Outside guest memory; a readable-only chain; 8 bytes (no room
+        // for the 12-byte header in a first buffer); then a good one.
+        d.add(RX, &[(0xfff_0000, 2048, WRITE)]);
+        d.add(RX, &[(0x2_0000, 2048, 0)]);
+        d.add(RX, &[(0x2_1000, 8, WRITE)]);
+        d.add(RX, &[(0x2_2000, 2048, WRITE)]);
+        d.notify(RX);
+        let frame = dgram(100);
+        host.send(&frame).unwrap();
+        wait_for("four used buffers", || d.used_idx(RX) == 4);
+        for n in 0..3 {
+            assert_eq!(d.used(RX, n).1, 0, "bad chain {n} returned empty");
+        }
+        assert_eq!(d.used(RX, 3), (3, frame.len() as u32));
+        let got = d.read_bytes(0x2_2000, frame.len());
+        assert_eq!(&got[10..12], &1u16.to_le_bytes());
+        assert_eq!(&got[VNET_HDR_LEN..], &frame[VNET_HDR_LEN..]);
+
+        // A 4-entry ring of 64-byte buffers can never hold 1000 bytes: the
+        // frame is dropped and counted, the buffers serve the next frame.
+        for i in 0..4u64 {
+            d.add(RX, &[(0x4_0000 + 0x100 * i, 64, WRITE)]);
+        }
+        d.notify(RX);
+        host.send(&dgram(1000)).unwrap();
+        let small = dgram(40);
+        host.send(&small).unwrap();
+        wait_for("the small frame", || d.used_idx(RX) == 5);
+        assert_eq!(d.used(RX, 4), (0, small.len() as u32));
+        let (_, _, _, rx, rx_dropped) = counters.snapshot();
+        assert_eq!((rx, rx_dropped), (2, 1));
+        assert!(!d.needs_reset());
+    }
+
+    #[test]
+    fn transmit_waits_for_a_full_backend_and_counts_what_it_drops() {
+        let mem = memory();
+        let (mut d, host, counters) = socket_device(&mem, features::MAC, &[16, 64]);
+        let out = dgram(200);
+        d.write_bytes(0x8_0000, &out);
+        // The socket's small send buffer takes only a few unread
+        // datagrams, then the device's write finds it full and waits; a
+        // reader that starts only then lets every frame through.
+        let c = counters.clone();
+        let reader = std::thread::spawn(move || {
+            while c.tx_retries.load(Ordering::Relaxed) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            host.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let mut got = 0u64;
+            while got < 40 && host.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            (host, got)
+        });
+        for _ in 0..40 {
+            d.add(TX, &[(0x8_0000, out.len() as u32, 0)]);
+        }
+        d.notify(TX);
+        let (host, got) = reader.join().unwrap();
+        assert_eq!(d.used_idx(TX), 40);
+        let (tx, tx_dropped, retries, _, _) = counters.snapshot();
+        assert!(retries > 0, "the back end was full at least once");
+        assert_eq!(tx + tx_dropped, 40);
+        assert_eq!(got, tx, "every frame sent arrived");
+
+        // Nobody reads: the queue fills, then frames are dropped and
+        // counted, and the chains still come back.
+        for _ in 0..40 {
+            d.add(TX, &[(0x8_0000, out.len() as u32, 0)]);
+        }
+        d.notify(TX);
+        assert_eq!(d.used_idx(TX), 80);
+        let (tx2, tx_dropped2, _, _, _) = counters.snapshot();
+        assert!(tx_dropped2 > tx_dropped, "frames were dropped and counted");
+        assert_eq!(tx2 + tx_dropped2, 80);
+        drop(host);
+        assert!(!d.needs_reset());
+    }
+
     #[test]
     fn mac_parsing_and_config_space() {
         assert_eq!(
@@ -722,7 +1123,8 @@ mod tests {
         assert_eq!(d.r(regs::CONFIG + 4) >> 16, 1, "link up");
         let f = d.device_features();
         assert_eq!(f & features::OFFLOADS, features::OFFLOADS);
-        assert_eq!(f & (1 << 15 | 1 << 10 | 1 << 14), 0, "no MRG_RXBUF, UFO");
+        assert_eq!(f & features::MRG_RXBUF, features::MRG_RXBUF);
+        assert_eq!(f & (1 << 10 | 1 << 14), 0, "no UFO");
     }
 
     #[test]
