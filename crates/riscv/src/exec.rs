@@ -177,12 +177,12 @@ fn sext32(v: u64) -> u64 {
 
 impl Hart {
     #[inline(always)]
-    fn r(&self, i: u8) -> u64 {
+    pub(crate) fn r(&self, i: u8) -> u64 {
         self.x[(i & 31) as usize]
     }
 
     #[inline(always)]
-    fn w(&mut self, i: u8, v: u64) {
+    pub(crate) fn w(&mut self, i: u8, v: u64) {
         if i != 0 {
             self.x[(i & 31) as usize] = v;
         }
@@ -282,12 +282,15 @@ impl Hart {
             }
             I::Load { op, rd, rs1, imm } => {
                 let a = self.r(rs1).wrapping_add(imm as i64 as u64);
-                let v = self.load(mmio, a, op.size())?;
+                // One arm per width so each inlined fast path has a constant size.
                 let v = match op {
-                    LoadOp::B => v as i8 as i64 as u64,
-                    LoadOp::H => v as i16 as i64 as u64,
-                    LoadOp::W => v as i32 as i64 as u64,
-                    _ => v,
+                    LoadOp::B => self.load(mmio, a, 1)? as i8 as i64 as u64,
+                    LoadOp::Bu => self.load(mmio, a, 1)?,
+                    LoadOp::H => self.load(mmio, a, 2)? as i16 as i64 as u64,
+                    LoadOp::Hu => self.load(mmio, a, 2)?,
+                    LoadOp::W => self.load(mmio, a, 4)? as i32 as i64 as u64,
+                    LoadOp::Wu => self.load(mmio, a, 4)?,
+                    LoadOp::D => self.load(mmio, a, 8)?,
                 };
                 self.w(rd, v);
             }
@@ -298,7 +301,13 @@ impl Hart {
                 imm,
             } => {
                 let a = self.r(rs1).wrapping_add(imm as i64 as u64);
-                self.store(mmio, a, size, self.r(rs2))?;
+                let v = self.r(rs2);
+                match size {
+                    1 => self.store(mmio, a, 1, v)?,
+                    2 => self.store(mmio, a, 2, v)?,
+                    4 => self.store(mmio, a, 4, v)?,
+                    _ => self.store(mmio, a, 8, v)?,
+                }
             }
             I::OpImm { op, rd, rs1, imm } => self.w(rd, alu(op, self.r(rs1), imm as i64 as u64)),
             I::OpImm32 { op, rd, rs1, imm } => {

@@ -3,6 +3,7 @@
 
 use crate::csr::{Csrs, MENVCFG_STCE, irqbit};
 use crate::decode::{Instruction, decode, decode_compressed};
+use crate::fastop::{Op, lower};
 use crate::mmu::Tlb;
 use crate::trap::{CpuFault, Exit, cause};
 use crate::{Clock, HartIrq, Mmio, Ram};
@@ -44,8 +45,8 @@ const BLOCK_MAX: usize = 32;
 struct Block {
     paddr: u64,
     epoch: u64,
-    /// Each instruction with its raw bits (16 or 32; the length follows from them).
-    insts: Vec<(Instruction, u32)>,
+    /// Each operation with its raw bits (16 or 32; the length follows from them).
+    insts: Vec<(Op, u32)>,
 }
 
 /// Whether a block must end after `inst`.
@@ -75,6 +76,15 @@ struct CacheEntry {
     paddr: u64,
     raw: u32,
     inst: Instruction,
+}
+
+/// Why a decoded block stopped executing.
+enum BlockEnd {
+    /// It ran to its end (or to the instruction limit).
+    Next,
+    CheckIrq,
+    Wfi,
+    Trap(crate::trap::Trap),
 }
 
 /// What the executor asks of the run loop after an instruction.
@@ -295,46 +305,62 @@ impl Hart {
                 }
                 continue;
             };
-            let n = self.blocks[idx].insts.len();
-            let mut i = 0;
-            while i < n {
-                let (inst, raw) = self.blocks[idx].insts[i];
-                i += 1;
-                self.cur_raw = raw;
-                if self.trace {
-                    self.trace_insn(raw, inst);
-                }
-                let len = if raw & 3 == 3 { 4 } else { 2 };
-                countdown -= 1;
-                match self.execute(inst, len, mmio) {
-                    Ok(Flow::Next) => {
-                        self.instret += 1;
-                        self.traps_in_a_row = 0;
-                        if countdown == 0 {
-                            break;
-                        }
+            // Borrow the block's instructions out of the cache while they run
+            // (nothing executed inside a block rebuilds blocks).
+            let insts = std::mem::take(&mut self.blocks[idx].insts);
+            let (done, end_of_block) = self.run_block(&insts, countdown, mmio);
+            self.blocks[idx].insts = insts;
+            countdown -= done;
+            if done > 0 {
+                self.traps_in_a_row = 0;
+            }
+            match end_of_block {
+                BlockEnd::Next => {}
+                BlockEnd::CheckIrq => countdown = 0,
+                BlockEnd::Wfi => return Exit::Wfi,
+                BlockEnd::Trap(t) => {
+                    if let Some(exit) = self.trap(t) {
+                        return exit;
                     }
-                    Ok(Flow::CheckIrq) => {
-                        self.instret += 1;
-                        self.traps_in_a_row = 0;
-                        countdown = 0;
-                        break;
-                    }
-                    Ok(Flow::Wfi) => {
-                        self.instret += 1;
-                        self.traps_in_a_row = 0;
-                        return Exit::Wfi;
-                    }
-                    Err(t) => {
-                        if let Some(exit) = self.trap(t) {
-                            return exit;
-                        }
-                        countdown = 0;
-                        break;
-                    }
+                    countdown = 0;
                 }
             }
         }
+    }
+
+    /// Execute up to `limit` instructions of a decoded block; returns how
+    /// many retired and why it stopped.
+    #[inline(always)]
+    fn run_block(
+        &mut self,
+        insts: &[(Op, u32)],
+        limit: u64,
+        mmio: &mut dyn Mmio,
+    ) -> (u64, BlockEnd) {
+        let mut done = 0u64;
+        for &(op, raw) in insts {
+            if done == limit {
+                break;
+            }
+            self.cur_raw = raw;
+            if self.trace {
+                self.trace_insn(raw, decode_raw(raw));
+            }
+            let len = if raw & 3 == 3 { 4 } else { 2 };
+            let flow = match self.exec_op(op, len, mmio) {
+                Ok(f) => f,
+                Err(t) => return (done, BlockEnd::Trap(t)),
+            };
+            // Counted at once: a CSR read of instret in the block sees it.
+            self.instret += 1;
+            done += 1;
+            match flow {
+                Flow::Next => {}
+                Flow::CheckIrq => return (done, BlockEnd::CheckIrq),
+                Flow::Wfi => return (done, BlockEnd::Wfi),
+            }
+        }
+        (done, BlockEnd::Next)
     }
 
     /// Take an exception; `Some` if the hart cannot make progress.
@@ -386,7 +412,7 @@ impl Hart {
                 (lo, 2)
             };
             let inst = decode_raw(raw);
-            insts.push((inst, raw));
+            insts.push((lower(inst), raw));
             off += len;
             if ends_block(&inst) {
                 break;

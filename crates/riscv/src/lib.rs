@@ -20,6 +20,7 @@
 mod csr;
 pub mod decode;
 mod exec;
+mod fastop;
 mod fpu;
 mod hart;
 mod irq;
