@@ -257,10 +257,16 @@ pub(crate) fn lower(inst: Instruction) -> Op {
 }
 
 impl Hart {
-    /// Execute one block operation (of `len` bytes at pc): the same effect
-    /// as [`Hart::execute`] on the instruction it was lowered from.
+    /// Execute one block operation (of `len` bytes at pc, raw bits `raw`):
+    /// the same effect as [`Hart::execute`] on the instruction it was lowered from.
     #[inline(always)]
-    pub(crate) fn exec_op(&mut self, op: Op, len: u64, mmio: &mut dyn Mmio) -> Result<Flow, Trap> {
+    pub(crate) fn exec_op(
+        &mut self,
+        op: Op,
+        len: u64,
+        raw: u32,
+        mmio: &mut dyn Mmio,
+    ) -> Result<Flow, Trap> {
         let pc = self.pc;
         let next = pc.wrapping_add(len);
         let sx = |imm: i32| imm as i64 as u64;
@@ -347,7 +353,7 @@ impl Hart {
                 self.pc = t;
                 return Ok(Flow::Next);
             }
-            Op::Other(inst) => return self.execute_other(inst, len, mmio),
+            Op::Other(inst) => return self.execute_other(inst, len, raw, mmio),
         }
         self.pc = next;
         Ok(Flow::Next)
@@ -370,8 +376,10 @@ impl Hart {
         &mut self,
         inst: Instruction,
         len: u64,
+        raw: u32,
         mmio: &mut dyn Mmio,
     ) -> Result<Flow, Trap> {
+        self.cur_raw = raw;
         self.execute(inst, len, mmio)
     }
 }

@@ -337,21 +337,43 @@ impl Hart {
         limit: u64,
         mmio: &mut dyn Mmio,
     ) -> (u64, BlockEnd) {
+        let n = insts
+            .len()
+            .min(usize::try_from(limit).unwrap_or(usize::MAX));
+        let insts = &insts[..n];
+        if self.trace {
+            return self.run_block_traced(insts, mmio);
+        }
         let mut done = 0u64;
         for &(op, raw) in insts {
-            if done == limit {
-                break;
-            }
-            self.cur_raw = raw;
-            if self.trace {
-                self.trace_insn(raw, decode_raw(raw));
-            }
             let len = if raw & 3 == 3 { 4 } else { 2 };
-            let flow = match self.exec_op(op, len, mmio) {
+            let flow = match self.exec_op(op, len, raw, mmio) {
                 Ok(f) => f,
                 Err(t) => return (done, BlockEnd::Trap(t)),
             };
             // Counted at once: a CSR read of instret in the block sees it.
+            self.instret += 1;
+            done += 1;
+            match flow {
+                Flow::Next => {}
+                Flow::CheckIrq => return (done, BlockEnd::CheckIrq),
+                Flow::Wfi => return (done, BlockEnd::Wfi),
+            }
+        }
+        (done, BlockEnd::Next)
+    }
+
+    /// [`Hart::run_block`] with every instruction printed first.
+    #[cold]
+    fn run_block_traced(&mut self, insts: &[(Op, u32)], mmio: &mut dyn Mmio) -> (u64, BlockEnd) {
+        let mut done = 0u64;
+        for &(op, raw) in insts {
+            self.trace_insn(raw, decode_raw(raw));
+            let len = if raw & 3 == 3 { 4 } else { 2 };
+            let flow = match self.exec_op(op, len, raw, mmio) {
+                Ok(f) => f,
+                Err(t) => return (done, BlockEnd::Trap(t)),
+            };
             self.instret += 1;
             done += 1;
             match flow {
