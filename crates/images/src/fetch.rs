@@ -94,6 +94,10 @@ pub const MODULES: &[&str] = &[
     "virtio_net",
     "virtio_console",
     "virtio_rng",
+    // The power button (`vessel stop`): the virtio-input driver and the
+    // evdev nodes (/dev/input/event*) that acpid reads.
+    "virtio_input",
+    "evdev",
 ];
 /// Modules a root disk needs, kept in `parts/modules` but not in the
 /// initramfs (`ext4` alone is 7 MB): see [`Manifest::disk_modules`].
