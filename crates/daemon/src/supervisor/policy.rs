@@ -58,14 +58,41 @@ impl Supervisor {
         {
             tracing::warn!(name, error = %e, "recording the restart backoff");
         }
-        let delay = backoff(failures);
-        let token = self.next_token.fetch_add(1, Ordering::SeqCst);
-        self.lock_pending().insert(name.to_string(), token);
         tracing::info!(
             name,
             policy = instance.restart_policy.as_str(),
-            delay_ms = delay.as_millis() as u64,
             "restarting after its exit"
+        );
+        self.schedule_restart(name, backoff(failures));
+    }
+
+    /// After a daemon restart: an instance that ended and was waiting for
+    /// its policy's restart when the previous daemon went away is
+    /// scheduled again, after the backoff its stored failure count gives.
+    pub(super) fn resume_restart(self: &Arc<Self>, instance: &vessel_api::Instance) {
+        let Some(exit) = &instance.exit else {
+            return;
+        };
+        if instance.state.is_active() || !should_restart(instance.restart_policy, exit) {
+            return;
+        }
+        // A count of 0: the user's start, stop, kill cancelled it.
+        let failures = self.store.restart_failures(&instance.name).unwrap_or(0);
+        if failures == 0 {
+            return;
+        }
+        tracing::info!(name = %instance.name, failures, "resuming a pending restart");
+        self.schedule_restart(&instance.name, backoff(failures.saturating_sub(1)));
+    }
+
+    /// Start `name` again after `delay`, unless a user's request cancels it.
+    fn schedule_restart(self: &Arc<Self>, name: &str, delay: Duration) {
+        let token = self.next_token.fetch_add(1, Ordering::SeqCst);
+        self.lock_pending().insert(name.to_string(), token);
+        tracing::debug!(
+            name,
+            delay_ms = delay.as_millis() as u64,
+            "restart scheduled"
         );
         let sup = Arc::clone(self);
         let name = name.to_string();
@@ -97,8 +124,16 @@ impl Supervisor {
     }
 
     /// Cancel a restart the policy scheduled; true if there was one.
+    /// A user's request also resets the backoff (and so no restart is
+    /// resumed by the next daemon).
     pub(super) fn cancel_restart(&self, name: &str) -> bool {
-        self.lock_pending().remove(name).is_some()
+        let cancelled = self.lock_pending().remove(name).is_some();
+        if self.store.restart_failures(name).unwrap_or(0) != 0
+            && let Err(e) = self.store.set_restart_failures(name, 0)
+        {
+            tracing::warn!(name, error = %e, "resetting the restart backoff");
+        }
+        cancelled
     }
 
     pub(super) fn lock_pending(

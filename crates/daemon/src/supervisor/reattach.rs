@@ -19,6 +19,9 @@ impl Supervisor {
         let in_runtime = tokio::runtime::Handle::try_current().is_ok();
         for instance in self.store.list()? {
             if !instance.state.is_active() {
+                if in_runtime {
+                    self.resume_restart(&instance);
+                }
                 continue;
             }
             let start = self.store.pid_start(&instance.name)?;
