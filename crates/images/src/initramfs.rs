@@ -184,8 +184,19 @@ case "$(uname -m)" in
 esac
 EOF
     chmod 755 /run/acpi/PWRF/00000080
-    acpid -c /run/acpi -l /dev/null -p /run/acpid.pid \
-        || echo "vessel-init: acpid failed; the power button is ignored"
+    if acpid -c /run/acpi -l /dev/null -p /run/acpid.pid; then
+        # acpid opens the event devices after it forks: a press before
+        # that would be lost, so "ready" waits until it has them open.
+        n=0
+        while [ "$n" -lt 100 ]; do
+            p="$(cat /run/acpid.pid 2>/dev/null)"
+            [ -n "$p" ] && ls -l "/proc/$p/fd" 2>/dev/null | grep -q /dev/input/ && break
+            sleep 0.1
+            n=$((n + 1))
+        done
+    else
+        echo "vessel-init: acpid failed; the power button is ignored"
+    fi
 fi
 echo "vessel-init: ready"
 ran=0
