@@ -3,30 +3,51 @@
 //! and reattach to it after the daemon restarts.
 //!
 //! On the riscv64 board, pause parks the run loop between slices (guest
-//! time, which follows the host clock, goes on), and shutdown ends the run
-//! loop as SIGTERM does: the VMM exits cleanly with code 0 and reason
-//! `shutdown`. The virt board has no power button a guest listens to (the
-//! SiFive test device only lets the guest power itself off), so this is
-//! a clean VMM exit, not a guest shutdown.
+//! time, which follows the host clock, goes on). Shutdown presses the
+//! board's power button (a virtio-input device with KEY_POWER, as a PC's
+//! ACPI power button): the guest's acpid or logind powers it off and the
+//! VMM ends with reason `powered_off`. A guest that never set the button
+//! up (no virtio-input driver, or a bare program) cannot hear it: then
+//! shutdown ends the run loop as SIGTERM does, with reason `shutdown`. The
+//! supervisor kills a guest that ignores the button after its timeout.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use vessel_boards::riscv64::{Events, StopReason};
 use vessel_control::{ConsoleHub, ControlServer, Controlled, RunState};
+use vessel_devices::input::{ButtonHandle, InputError};
 
 /// A console log is copied to `LOG.1` and emptied past this size.
 pub const LOG_LIMIT: u64 = 1 << 20;
 
 /// The riscv64 machine as the control socket sees it.
 pub struct RiscvControl {
-    pub events: Arc<Events>,
+    events: Arc<Events>,
+    button: Option<ButtonHandle>,
+    /// The power button was pressed: the guest is shutting down.
+    pressed: AtomicBool,
+}
+
+impl RiscvControl {
+    pub fn new(events: Arc<Events>, button: Option<ButtonHandle>) -> Self {
+        Self {
+            events,
+            button,
+            pressed: AtomicBool::new(false),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.events.stop_reason().is_some() || self.pressed.load(Ordering::SeqCst)
+    }
 }
 
 impl Controlled for RiscvControl {
     fn pause(&self) -> Result<(), String> {
-        if self.events.stop_reason().is_some() {
+        if self.stopping() {
             return Err("the guest is stopping".to_string());
         }
         if self.events.pause() {
@@ -45,12 +66,33 @@ impl Controlled for RiscvControl {
     }
 
     fn shutdown(&self) -> Result<(), String> {
-        self.events.stop(StopReason::Shutdown);
+        if self.events.is_paused() {
+            // A parked guest cannot act on the button: resume it first.
+            self.events.resume();
+        }
+        let pressed = match &self.button {
+            Some(b) if b.driver_ready() => match b.press() {
+                Ok(()) => true,
+                // Earlier presses are still waiting for the guest to read
+                // them: it has been asked already.
+                Err(InputError::Full) => true,
+                Err(e) => {
+                    eprintln!("vessel: warning: power button: {e}; ending the VMM instead");
+                    false
+                }
+            },
+            _ => false,
+        };
+        if pressed {
+            self.pressed.store(true, Ordering::SeqCst);
+        } else {
+            self.events.stop(StopReason::Shutdown);
+        }
         Ok(())
     }
 
     fn state(&self) -> RunState {
-        if self.events.stop_reason().is_some() {
+        if self.stopping() {
             RunState::Stopping
         } else if self.events.is_paused() {
             RunState::Paused

@@ -10,6 +10,7 @@ use vessel_boards::riscv64::layout::VIRTIO_COUNT;
 use vessel_boards::riscv64::{Outcome, StopReason, VirtConfig, VirtMachine};
 use vessel_devices::VirtioDevice;
 use vessel_devices::VirtioMmio;
+use vessel_devices::input::PowerButton;
 use vessel_devices::virtio::console::Console;
 use vessel_devices::virtio::rng::Rng;
 
@@ -105,6 +106,20 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
     if args.rng {
         devices.push(Box::new(Rng::new()));
     }
+    // The power button (virtio-input), in a slot the flags leave free:
+    // `shutdown` on the control socket presses it. Added last, so it takes
+    // the lowest free slot and the disks' names (vda…) do not change.
+    let button = if devices.len() < VIRTIO_COUNT {
+        let (dev, handle) = PowerButton::new();
+        devices.push(Box::new(dev));
+        Some(handle)
+    } else {
+        eprintln!(
+            "vessel: warning: no virtio-mmio slot left for the power button; a shutdown \
+             request will end the VMM without asking the guest"
+        );
+        None
+    };
     for device in devices {
         machine.add_virtio_mmio(|mem, irq| {
             Arc::new(Mutex::new(VirtioMmio::new(mem.clone(), device, irq)))
@@ -128,9 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
             }
             None => h.set_input(move |bytes| input.send(bytes)),
         }
-        let control = Arc::new(RiscvControl {
-            events: machine.events(),
-        });
+        let control = Arc::new(RiscvControl::new(machine.events(), button));
         let _server = serve(path, control, Arc::clone(h))?;
         let report = machine.run()?;
         return Ok(finish(report));
