@@ -87,3 +87,63 @@ async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
     assert!(exit.code.is_some() || exit.signal.is_some(), "{exit:?}");
     d.stop().await;
 }
+
+/// `vessel stop` of a Debian riscv64 guest presses its power button: the
+/// image's init powers it off and the stop ends before its timeout, as a
+/// stop, not a kill. Skips when the image is not in the cache (`vessel
+/// image fetch debian-riscv64`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_debian_guest_powers_it_off_through_the_button() {
+    let Some(vessel) = vessel_binary() else {
+        return;
+    };
+    let cache = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"),
+    };
+    let manifest = cache.join("vessel/images/debian-riscv64/manifest.json");
+    let has_button = std::fs::read_to_string(&manifest).is_ok_and(|m| m.contains("virtio_input"));
+    if !has_button {
+        eprintln!(
+            "SKIP: {} is missing or predates the power button; `vessel image fetch debian-riscv64`",
+            manifest.display()
+        );
+        return;
+    }
+    let mut d = TestDaemon::start(Some(vessel)).await;
+    let c = &d.client;
+    let create = CreateInstance {
+        name: "deb".into(),
+        spec: InstanceSpec::Vm(VmSpec {
+            args: vec!["debian-riscv64".into()],
+        }),
+        restart: Default::default(),
+    };
+    c.create(&create).await.unwrap();
+    let running = c.start("deb").await.unwrap();
+    // Boot time depends on the machine's load: wait for init (or the end
+    // of the VMM) without a deadline of our own; 20 minutes only stops a
+    // hung run.
+    let mut log = String::new();
+    for _ in 0..12_000 {
+        log = std::fs::read_to_string(&running.log_path).unwrap_or_default();
+        if log.contains("vessel-init: ready") || !c.get("deb").await.unwrap().state.is_active() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        log.contains("vessel-init: ready"),
+        "the guest never got ready: {log}"
+    );
+    let stopped = c.stop("deb", Some(600)).await.unwrap();
+    let log = std::fs::read_to_string(&running.log_path).unwrap();
+    let exit = stopped.exit.unwrap();
+    assert_eq!(stopped.state, InstanceState::Stopped);
+    assert_eq!(exit.reason, ExitReason::Stopped, "not killed: {exit:?}");
+    assert!(
+        log.contains("vessel-init: power button pressed") && log.contains("reboot: Power down"),
+        "the guest did not power itself off: {log}"
+    );
+    d.stop().await;
+}
