@@ -243,14 +243,18 @@ fn run_guest(args: Args) -> anyhow::Result<Finished> {
         args.kernel.get_or_insert(m.kernel);
         args.initrd.get_or_insert(m.initrd);
         if args.append.is_none() {
-            args.append = Some(default_cmdline(cmdline.trim_start(), args.console));
+            args.append = Some(default_cmdline(
+                cmdline.trim_start(),
+                args.console,
+                args.arch,
+            ));
         }
     } else if args.append.is_none() && args.console == ConsoleKind::Virtio {
         let base = match args.arch {
             Arch::Riscv64 => "",
             Arch::X86_64 => vessel_x86::DEFAULT_CMDLINE,
         };
-        args.append = Some(default_cmdline(base, args.console));
+        args.append = Some(default_cmdline(base, args.console, args.arch));
     }
     match args.arch {
         Arch::Riscv64 => riscv::run(args),
@@ -299,15 +303,31 @@ fn root_disk(disks: &[DiskSpec]) -> Option<u8> {
 }
 
 /// The command line used when the user gives no `--append`: the image's
-/// own, plus `console=hvc0` when the console is virtio. The UART stays a
-/// console too: the virtio transport is a module in Debian's kernel, so
-/// hvc0 appears only once the initramfs has loaded it, and init needs a
-/// console before that. Being named last, hvc0 becomes `/dev/console`
-/// from then on.
-fn default_cmdline(image: &str, console: ConsoleKind) -> String {
-    match console {
-        ConsoleKind::Uart => image.to_string(),
-        ConsoleKind::Virtio => format!("{image} console=hvc0").trim_start().to_string(),
+/// own, plus `console=hvc0` when the console is virtio.
+///
+/// riscv64: the UART is only the early console (`earlycon`, found through
+/// the device tree's stdout-path). The virtio transport is a module in
+/// Debian's kernel, so hvc0 appears only once the initramfs has loaded it;
+/// the kernel then hands over from the early console to hvc0 without
+/// printing anything twice, and init reopens `/dev/console` (hvc0). With
+/// the UART as a second console every later kernel line showed twice.
+///
+/// x86_64 keeps the UART as a second console (no device tree to find it
+/// early).
+fn default_cmdline(image: &str, console: ConsoleKind, arch: Arch) -> String {
+    match (console, arch) {
+        (ConsoleKind::Uart, _) => image.to_string(),
+        (ConsoleKind::Virtio, Arch::Riscv64) => {
+            let mut words: Vec<&str> = image
+                .split_whitespace()
+                .filter(|w| !w.starts_with("console=ttyS"))
+                .collect();
+            words.extend(["earlycon", "console=hvc0"]);
+            words.join(" ")
+        }
+        (ConsoleKind::Virtio, Arch::X86_64) => {
+            format!("{image} console=hvc0").trim_start().to_string()
+        }
     }
 }
 
@@ -354,12 +374,19 @@ mod tests {
     #[test]
     fn virtio_console_adds_hvc0() {
         assert_eq!(
-            default_cmdline("console=ttyS0", ConsoleKind::Virtio),
+            default_cmdline("console=ttyS0 panic=-1", ConsoleKind::Virtio, Arch::Riscv64),
+            "panic=-1 earlycon console=hvc0"
+        );
+        assert_eq!(
+            default_cmdline("", ConsoleKind::Virtio, Arch::Riscv64),
+            "earlycon console=hvc0"
+        );
+        assert_eq!(
+            default_cmdline("console=ttyS0", ConsoleKind::Virtio, Arch::X86_64),
             "console=ttyS0 console=hvc0"
         );
-        assert_eq!(default_cmdline("", ConsoleKind::Virtio), "console=hvc0");
         assert_eq!(
-            default_cmdline("console=ttyS0", ConsoleKind::Uart),
+            default_cmdline("console=ttyS0", ConsoleKind::Uart, Arch::Riscv64),
             "console=ttyS0"
         );
     }
