@@ -40,10 +40,33 @@ fn sys(what: &str) -> impl FnOnce(nix::Error) -> Error + '_ {
     }
 }
 
+/// A supervisor that takes the container's terminal instead of this
+/// process's stdin and stdout (`vessel run --container --control-socket`:
+/// the console goes to the control socket's clients and log).
+pub trait Supervision {
+    /// The container's process runs: its host pid, and the master of its
+    /// pty when it has a terminal (the supervisor copies it both ways).
+    fn started(&self, pid: i32, pty: Option<OwnedFd>);
+    /// The process ended with `code`; `oom_kills` is how many processes
+    /// the memory cgroup's OOM killer ended.
+    fn ended(&self, code: i32, oom_kills: u64) {
+        let _ = (code, oom_kills);
+    }
+}
+
 /// `run`: create, start, wait for the process in the foreground, record
 /// its exit status, and (unless `keep`) delete the container. Returns the
 /// exit code (128+signal for a killed process, so 137 after an OOM kill).
 pub fn run(opts: &CreateOpts, keep: bool) -> Result<i32> {
+    run_with(opts, keep, None)
+}
+
+/// [`run`], with the terminal given to `supervision` when there is one.
+pub fn run_with(
+    opts: &CreateOpts,
+    keep: bool,
+    supervision: Option<&dyn Supervision>,
+) -> Result<i32> {
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| Error::Io {
         what: "cannot open bundle",
         path: opts.bundle.clone(),
@@ -70,7 +93,7 @@ pub fn run(opts: &CreateOpts, keep: bool) -> Result<i32> {
     let created = create(&o)?;
     // Our copy of the init's end: closed, so a dead init reads as EOF.
     drop(o.console_fd.take());
-    let master = match ours {
+    let mut master = match ours {
         Some(sock) => match recv_master(&sock) {
             Ok(m) => {
                 // Sized before the process starts and asks.
@@ -103,6 +126,9 @@ pub fn run(opts: &CreateOpts, keep: bool) -> Result<i32> {
             .pidfd
             .as_ref()
             .ok_or(Error::Internal("no pidfd for the container process"))?;
+        if let Some(s) = supervision {
+            s.started(pid, master.take());
+        }
         match &master {
             Some(m) => proxy_pty(pid, pidfd, &sfd, m),
             None => wait_forwarding(pid, pidfd, &sfd),
@@ -117,6 +143,12 @@ pub fn run(opts: &CreateOpts, keep: bool) -> Result<i32> {
         }
     };
     record_exit(&opts.root.join(&opts.id), code);
+    if let Some(s) = supervision {
+        let oom_kills = crate::ops::Container::open(&opts.root, &opts.id)
+            .map(|c| c.cgroup.oom_kills())
+            .unwrap_or(0);
+        s.ended(code, oom_kills);
+    }
     if !keep {
         delete(&opts.root, &opts.id, true)?;
     }
@@ -425,6 +457,11 @@ fn write_default_bundle(c: &ContainerRun, rootfs: &Path, id: &str, dir: &Path) -
 /// Runs a container in the foreground and returns its exit code (the
 /// process's, or 128+signal when it was killed).
 pub fn run_container(c: &ContainerRun) -> Result<i32> {
+    run_container_with(c, None)
+}
+
+/// [`run_container`] under a [`Supervision`] that takes its terminal.
+pub fn run_container_with(c: &ContainerRun, supervision: Option<&dyn Supervision>) -> Result<i32> {
     let id = match &c.id {
         Some(id) => id.clone(),
         None => format!(
@@ -456,7 +493,7 @@ pub fn run_container(c: &ContainerRun) -> Result<i32> {
                 ));
             }
             opts.bundle = bundle.clone();
-            run(&opts, false)
+            run_with(&opts, false, supervision)
         }
         (None, Some(rootfs)) => {
             // The generated bundle lives beside the state, under a name
@@ -464,7 +501,7 @@ pub fn run_container(c: &ContainerRun) -> Result<i32> {
             let dir = c.root.join(format!(".bundle-{id}"));
             let res = write_default_bundle(c, rootfs, &id, &dir).and_then(|()| {
                 opts.bundle = dir.clone();
-                run(&opts, false)
+                run_with(&opts, false, supervision)
             });
             let _ = std::fs::remove_dir_all(&dir);
             res

@@ -28,7 +28,7 @@ pub mod sync;
 use std::path::PathBuf;
 
 pub use create::{CreateOpts, Created, create};
-pub use foreground::{ContainerRun, run, run_container};
+pub use foreground::{ContainerRun, Supervision, run, run_container, run_container_with, run_with};
 pub use ops::{
     delete, kill, list, parse_kill_signal, parse_signal, ps, set_paused, start, state, update,
 };

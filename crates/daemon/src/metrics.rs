@@ -173,7 +173,11 @@ fn instance_families(instances: &[Instance], host: Host) -> Vec<MetricFamily> {
         };
         let usage = match i.kind {
             InstanceKind::Vm => process_usage(pid),
-            InstanceKind::Container => cgroup_usage(pid).or_else(|| process_usage(pid)),
+            InstanceKind::Container => {
+                // The container's process, under its monitor.
+                let process = crate::supervisor::container_process(pid).unwrap_or(pid);
+                cgroup_usage(process).or_else(|| process_usage(process))
+            }
         };
         if let Some(u) = usage {
             let l = [("kind", i.kind.as_str()), ("name", i.name.as_str())];

@@ -115,3 +115,90 @@ pub fn serve(
 ) -> anyhow::Result<ControlServer> {
     ControlServer::start(path, controlled, hub).context("cannot serve the control socket")
 }
+
+/// A container under `vessel run --container --control-socket`: pause and
+/// resume freeze and thaw its cgroup, shutdown sends SIGTERM to its
+/// process (the supervisor kills it after its own timeout).
+pub struct ContainerControl {
+    /// The runtime state directory and the container's id.
+    pub root: std::path::PathBuf,
+    pub id: String,
+    /// The container's process once it runs (0 before).
+    pub pid: std::sync::atomic::AtomicI32,
+    /// Set by shutdown.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
+impl ContainerControl {
+    pub fn new(root: std::path::PathBuf, id: String) -> ContainerControl {
+        ContainerControl {
+            root,
+            id,
+            pid: std::sync::atomic::AtomicI32::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn running_pid(&self) -> Result<i32, String> {
+        use std::sync::atomic::Ordering;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err("the container is stopping".to_string());
+        }
+        match self.pid.load(Ordering::SeqCst) {
+            0 => Err("the container is still starting; try again".to_string()),
+            pid => Ok(pid),
+        }
+    }
+
+    fn status(&self) -> Option<vessel_container::Status> {
+        vessel_container::ops::Container::open(&self.root, &self.id)
+            .ok()
+            .map(|c| c.status())
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), String> {
+        vessel_container::ops::set_paused(&self.root, &self.id, paused).map_err(|e| e.to_string())
+    }
+}
+
+impl Controlled for ContainerControl {
+    fn pause(&self) -> Result<(), String> {
+        self.running_pid()?;
+        self.set_paused(true)
+    }
+
+    fn resume(&self) -> Result<(), String> {
+        self.running_pid()?;
+        self.set_paused(false)
+    }
+
+    fn shutdown(&self) -> Result<(), String> {
+        let pid = self.running_pid()?;
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // A frozen process takes its signal once thawed.
+        if self.status() == Some(vessel_container::Status::Paused) {
+            self.set_paused(false)?;
+        }
+        // SAFETY: kill(2) on the container's process, our child (not reaped
+        // while this runs: the pid stays ours until the foreground run waits).
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            return Err(format!(
+                "cannot signal the container's process {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> RunState {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return RunState::Stopping;
+        }
+        match self.status() {
+            Some(vessel_container::Status::Paused) => RunState::Paused,
+            Some(vessel_container::Status::Stopped) => RunState::Stopping,
+            _ => RunState::Running,
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Shared by the container tests: the built binaries, a busybox OCI bundle
 //! (from Debian's busybox-static, as crates/runtime/tests do) and a daemon
-//! whose containers run under this build's `vessel-runtime`.
+//! whose containers run under this build's `vessel` (their monitor) and
+//! `vessel-runtime` (exec).
 
 #![allow(dead_code)]
 
@@ -43,6 +44,8 @@ pub fn runtime_binary() -> Option<PathBuf> {
         );
         return None;
     }
+    // Containers run under `vessel run --container` (their monitor).
+    vessel_binary()?;
     built("vessel-runtime")
 }
 
@@ -64,6 +67,9 @@ pub async fn daemon(runtime: &Path, tweak: impl FnOnce(&mut Config)) -> TestDaem
     let mut config = Config::new(dir.path().join("vessel.sock"), dir.path().join("state"));
     config.allow_dirs.push(dir.path().to_path_buf());
     config.runtime_program = runtime.to_path_buf();
+    if let Some(vessel) = vessel_binary() {
+        config.vmm_program = vessel;
+    }
     tweak(&mut config);
     TestDaemon::with_config(dir, config).await
 }
