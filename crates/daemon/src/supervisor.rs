@@ -1,8 +1,8 @@
 //! The instance registry and the supervisor of instance processes.
 //!
 //! Each instance runs as a child process: a VM is `vessel run ARGS` in its
-//! own process group, a container is started by the OCI runtime
-//! (`vessel-runtime create` + `start`) and its init process is watched. The
+//! own process group, a container is `vessel run --container`, its
+//! monitor, spawned the same way (`container.rs`). The
 //! daemon never runs a guest in-process, so a crashed VMM or container ends
 //! one instance, never the daemon. Console output goes straight from the
 //! process to `console.log` (O_APPEND), bounded by copy-and-truncate.
@@ -14,6 +14,7 @@
 //! ended. Restart policies are applied here too (`policy.rs`).
 
 mod container;
+pub(crate) use container::container_process;
 pub mod control;
 mod policy;
 mod reattach;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::process::{Child, Command};
@@ -287,7 +288,7 @@ impl Supervisor {
             InstanceSpec::Container(c) => self
                 .spawn_container(name, Path::new(&c.bundle), &log_path)
                 .await
-                .map(Spawned::Pid),
+                .map(Spawned::Child),
         };
         let spawned = match spawned {
             Ok(s) => s,
@@ -312,7 +313,7 @@ impl Supervisor {
         drop(_admission);
         self.store
             .set_pid_start(name, vessel_control::process_start_time(pid))?;
-        let control = (instance.kind == InstanceKind::Vm).then(|| self.control_path(name));
+        let control = Some(self.control_path(name));
         self.supervise(name, instance.kind, spawned, control, false);
         tracing::info!(name, pid, "started");
         Ok(self.store.get(name)?)
@@ -456,13 +457,6 @@ impl Supervisor {
                     _ = tick.tick() => bound_log(&log, self.config.log_limit),
                 }
             },
-            Spawned::Pid(pid) => loop {
-                tick.tick().await;
-                bound_log(&log, self.config.log_limit);
-                if let Some(ended) = reap(pid) {
-                    break ended;
-                }
-            },
             Spawned::Attached { pid, start } => loop {
                 tick.tick().await;
                 bound_log(&log, self.config.log_limit);
@@ -490,10 +484,7 @@ impl Supervisor {
             let _ = self.runtime(&["delete", "--force", &name]).await;
         }
         let requested = *ended.request.lock().unwrap_or_else(|e| e.into_inner());
-        let record = match kind {
-            InstanceKind::Vm => self.exit_record(&name),
-            InstanceKind::Container => None,
-        };
+        let record = self.exit_record(&name);
         let exit = exit_status(kind, requested, code, signal, &log, record.as_ref());
         tracing::info!(%name, reason = exit.reason.as_str(), ?code, ?signal, "ended");
         let recorded = self.store.set_stopped_for(&name, pid, &exit, now());
@@ -653,7 +644,10 @@ impl Supervisor {
         let pid = Pid::from_raw(pid);
         let _ = match kind {
             InstanceKind::Vm => killpg(pid, Signal::SIGKILL),
-            InstanceKind::Container => kill(pid, Signal::SIGKILL),
+            InstanceKind::Container => {
+                container::signal(pid.as_raw(), true, Signal::SIGKILL);
+                Ok(())
+            }
         };
     }
 
@@ -748,7 +742,10 @@ impl Supervisor {
         let pid = Pid::from_raw(entry.pid);
         let result = match entry.kind {
             InstanceKind::Vm => killpg(pid, signal),
-            InstanceKind::Container => kill(pid, signal),
+            InstanceKind::Container => {
+                container::signal(entry.pid, entry.control.is_some(), signal);
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::debug!(name, pid = entry.pid, ?signal, error = %e, "signal");
@@ -783,9 +780,6 @@ struct Ended {
 enum Spawned {
     /// A VMM: our child, waited for by tokio.
     Child(Child),
-    /// A container's init: reparented to the daemon (a child subreaper) when
-    /// the runtime exits, reaped by pid.
-    Pid(i32),
     /// A process a previous daemon started, taken up again: not our child,
     /// watched through /proc (the start time tells a reused pid).
     Attached { pid: i32, start: Option<u64> },
@@ -795,7 +789,6 @@ impl Spawned {
     fn pid(&self) -> i32 {
         match self {
             Spawned::Child(c) => c.id().map(|p| p as i32).unwrap_or(0),
-            Spawned::Pid(p) => *p,
             Spawned::Attached { pid, .. } => *pid,
         }
     }
@@ -806,22 +799,6 @@ async fn wait_done(mut done: watch::Receiver<bool>, timeout: Duration) -> bool {
     tokio::time::timeout(timeout, done.wait_for(|d| *d))
         .await
         .is_ok()
-}
-
-/// Has `pid` ended? Some((code, signal)) once it has. A child (the daemon is
-/// a subreaper) is reaped for its status; another process is only probed.
-fn reap(pid: i32) -> Option<(Option<i32>, Option<i32>)> {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Some((Some(code), None)),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some((None, Some(sig as i32))),
-        Ok(_) => None,
-        Err(nix::errno::Errno::ECHILD) => match kill(Pid::from_raw(pid), None) {
-            Err(nix::errno::Errno::ESRCH) => Some((None, None)),
-            _ => None,
-        },
-        Err(_) => None,
-    }
 }
 
 fn exit_status(
@@ -878,6 +855,9 @@ fn exit_status(
 
 /// The reason and message an exit record gives.
 fn from_record(record: &ExitRecord) -> (ExitReason, Option<String>) {
+    if let Some(r) = container::from_record(record) {
+        return r;
+    }
     let reason = match record.reason.as_str() {
         "powered_off" | "reset" => ExitReason::PoweredOff,
         "exited" if record.code == 0 => ExitReason::PoweredOff,

@@ -1,6 +1,7 @@
 //! Talking to a VM over its control socket (crates/control), and the
 //! lifecycle requests that go through it: pause, resume, restart and the
-//! console. Containers are paused with the runtime's freezer.
+//! console, for VMs and containers (whose monitor freezes the cgroup);
+//! an older daemon's container (no monitor) is paused with the runtime.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,7 +123,7 @@ impl Supervisor {
             message,
         };
         match (kind, control) {
-            (InstanceKind::Vm, Some(path)) => {
+            (_, Some(path)) => {
                 let request = if pause {
                     vessel_control::Request::Pause {}
                 } else {
@@ -138,7 +139,7 @@ impl Supervisor {
             (InstanceKind::Vm, None) => Err(failed(
                 "its VMM serves no control socket, so it cannot be paused".to_string(),
             )),
-            (InstanceKind::Container, _) => self
+            (InstanceKind::Container, None) => self
                 .runtime(&[if pause { "pause" } else { "resume" }, name])
                 .await
                 .map_err(failed),
@@ -161,21 +162,22 @@ impl Supervisor {
         self.start(name).await
     }
 
-    /// The control socket of a running VM, for `vessel console`.
+    /// The control socket of a running VM or container, for `vessel console`.
     pub fn console_socket(&self, name: &str) -> Result<PathBuf, SupervisorError> {
         let (kind, _, control, _) = self.entry(name)?;
         match (kind, control) {
-            (InstanceKind::Vm, Some(path)) => Ok(path),
+            (_, Some(path)) => Ok(path),
             (InstanceKind::Vm, None) => Err(SupervisorError::Control {
                 name: name.to_string(),
                 message: "its VMM serves no control socket, so it has no console to attach to; \
                           its output is in `vessel logs`"
                     .to_string(),
             }),
-            (InstanceKind::Container, _) => Err(SupervisorError::Control {
+            (InstanceKind::Container, None) => Err(SupervisorError::Control {
                 name: name.to_string(),
-                message: "containers have no interactive console yet; their output is in \
-                          `vessel logs NAME -f`, and `vessel exec` runs commands in them"
+                message: "an older daemon started this container without a monitor, so it has \
+                          no console; its output is in `vessel logs NAME -f`, and `vessel exec` \
+                          runs commands in it"
                     .to_string(),
             }),
         }

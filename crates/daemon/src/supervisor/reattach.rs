@@ -57,7 +57,7 @@ impl Supervisor {
                     }
                 }
             }
-            InstanceKind::Container => (None, instance.state == InstanceState::Paused),
+            InstanceKind::Container => self.container_control(instance),
         };
         let state = if paused {
             InstanceState::Paused
@@ -90,10 +90,7 @@ impl Supervisor {
         still_runs: bool,
     ) -> Result<(), SupervisorError> {
         let name = &instance.name;
-        let record = match instance.kind {
-            InstanceKind::Vm => self.exit_record(name),
-            InstanceKind::Container => None,
-        };
+        let record = self.exit_record(name);
         let exit = match (&record, instance.pid) {
             (Some(r), _) => {
                 let (reason, message) = from_record(r);
