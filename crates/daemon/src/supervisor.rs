@@ -284,11 +284,14 @@ impl Supervisor {
         };
         let log_path = PathBuf::from(&instance.log_path);
         let spawned = match &instance.spec {
-            InstanceSpec::Vm(vm) => self.spawn_vm(name, &vm.args, &log_path).map(Spawned::Child),
+            InstanceSpec::Vm(vm) => self.spawn_vm(name, &vm.args, &log_path).map(|child| {
+                let pid = child.id().map_or(0, |p| p as i32);
+                Spawned::Child { child, pid }
+            }),
             InstanceSpec::Container(c) => self
                 .spawn_container(name, Path::new(&c.bundle), &log_path)
                 .await
-                .map(Spawned::Child),
+                .map(|(child, pid)| Spawned::Child { child, pid }),
         };
         let spawned = match spawned {
             Ok(s) => s,
@@ -442,7 +445,7 @@ impl Supervisor {
         let pid = spawned.pid();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let (code, signal) = match spawned {
-            Spawned::Child(mut child) => loop {
+            Spawned::Child { mut child, .. } => loop {
                 tokio::select! {
                     status = child.wait() => {
                         use std::os::unix::process::ExitStatusExt;
@@ -641,6 +644,10 @@ impl Supervisor {
     }
 
     fn kill_unsupervised(&self, kind: InstanceKind, pid: i32) {
+        // 0 or less would reach a whole process group (the daemon's own).
+        if pid <= 1 {
+            return;
+        }
         let pid = Pid::from_raw(pid);
         let _ = match kind {
             InstanceKind::Vm => killpg(pid, Signal::SIGKILL),
@@ -739,6 +746,11 @@ impl Supervisor {
         else {
             return;
         };
+        // 0 or less would reach a whole process group (the daemon's own).
+        if entry.pid <= 1 {
+            tracing::warn!(name, pid = entry.pid, ?signal, "no pid to signal");
+            return;
+        }
         let pid = Pid::from_raw(entry.pid);
         let result = match entry.kind {
             InstanceKind::Vm => killpg(pid, signal),
@@ -778,8 +790,10 @@ struct Ended {
 }
 
 enum Spawned {
-    /// A VMM: our child, waited for by tokio.
-    Child(Child),
+    /// A VMM or container monitor: our child, waited for by tokio. Its
+    /// pid is kept apart: tokio forgets it once the child has been waited
+    /// for, which a monitor that ended at once already was.
+    Child { child: Child, pid: i32 },
     /// A process a previous daemon started, taken up again: not our child,
     /// watched through /proc (the start time tells a reused pid).
     Attached { pid: i32, start: Option<u64> },
@@ -788,7 +802,7 @@ enum Spawned {
 impl Spawned {
     fn pid(&self) -> i32 {
         match self {
-            Spawned::Child(c) => c.id().map(|p| p as i32).unwrap_or(0),
+            Spawned::Child { pid, .. } => *pid,
             Spawned::Attached { pid, .. } => *pid,
         }
     }

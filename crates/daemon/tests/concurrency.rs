@@ -118,6 +118,7 @@ async fn twenty_clients_leave_a_consistent_registry() {
     let names: HashSet<_> = list.iter().map(|i| i.name.clone()).collect();
     assert_eq!(names.len(), list.len(), "duplicate records: {list:?}");
     let runtime_root = config.runtime_root();
+    let mut containers = Vec::new();
     for i in &list {
         assert_ne!(
             i.state,
@@ -133,13 +134,30 @@ async fn twenty_clients_leave_a_consistent_registry() {
         );
         match i.state {
             InstanceState::Running => {
+                // The instance's pid is its monitor (`vessel run
+                // --container --name NAME`); the container's sleep is the
+                // monitor's child.
                 let pid = i.pid.expect("a running instance has a pid");
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let monitor = cmdline(pid);
                 assert!(
-                    String::from_utf8_lossy(&cmdline).starts_with("sleep"),
-                    "{}: pid {pid} is not its container's sleep: {cmdline:?}",
+                    monitor.contains("\0--container\0")
+                        && monitor.contains(&format!("\0--name\0{}\0", i.name)),
+                    "{}: pid {pid} is not its monitor: {monitor:?}",
                     i.name
                 );
+                let mut sleeps = false;
+                // Bounded: only a broken monitor would make it run out.
+                for _ in 0..100 {
+                    sleeps = children(pid)
+                        .iter()
+                        .any(|&c| cmdline(c).starts_with("sleep\0"));
+                    if sleeps {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert!(sleeps, "{}: monitor {pid} runs no sleep", i.name);
+                containers.extend(children(pid));
             }
             _ => {
                 assert_eq!(i.pid, None, "{}: a pid without a process", i.name);
@@ -170,7 +188,8 @@ async fn twenty_clients_leave_a_consistent_registry() {
         }
     }
     // Clean up: every process ends with its record.
-    let pids: Vec<i32> = list.iter().filter_map(|i| i.pid).collect();
+    let mut pids: Vec<i32> = list.iter().filter_map(|i| i.pid).collect();
+    pids.extend(containers);
     for i in &list {
         c.delete(&i.name, true).await.unwrap();
     }
@@ -211,4 +230,27 @@ async fn twenty_clients_leave_a_consistent_registry() {
         zombies.len()
     );
     d.stop().await;
+}
+
+/// A process's command line (NUL-separated), empty once it has gone.
+fn cmdline(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .into_owned()
+}
+
+/// The children of `pid`, all its threads'.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }

@@ -37,7 +37,7 @@ impl Supervisor {
         name: &str,
         bundle: &Path,
         log: &Path,
-    ) -> Result<Child, SupervisorError> {
+    ) -> Result<(Child, i32), SupervisorError> {
         let root = self.config.runtime_root();
         // A container left from an earlier run of this instance (a monitor
         // killed with SIGKILL leaves its state behind).
@@ -83,6 +83,8 @@ impl Supervisor {
                 program: program.clone(),
                 source,
             })?;
+        // Taken now: once the monitor has been waited for, tokio forgets it.
+        let pid = child.id().map_or(0, |p| p as i32);
         let failed = |message: String| SupervisorError::StartFailed {
             name: name.to_string(),
             message,
@@ -94,7 +96,7 @@ impl Supervisor {
                     .await
                     .is_ok_and(|r| r.ok)
             {
-                return Ok(child);
+                return Ok((child, pid));
             }
             match child.try_wait() {
                 Ok(Some(status)) => {
@@ -102,7 +104,7 @@ impl Supervisor {
                     if record.as_ref().is_some_and(|r| r.reason != "error") {
                         // The container ran and already ended: the watcher
                         // records how (tokio keeps the status for it).
-                        return Ok(child);
+                        return Ok((child, pid));
                     }
                     let why = record
                         .and_then(|r| r.message)
@@ -124,9 +126,7 @@ impl Supervisor {
                 }
             }
             if began.elapsed() > START_TIMEOUT {
-                if let Some(pid) = child.id() {
-                    signal(pid as i32, true, Signal::SIGKILL);
-                }
+                signal(pid, true, Signal::SIGKILL);
                 let _ = child.wait().await;
                 let _ = self.runtime(&["delete", "--force", name]).await;
                 return Err(failed(format!(
@@ -167,6 +167,11 @@ pub(crate) fn container_process(monitor: i32) -> Option<i32> {
 /// the monitor passes on), or the monitor's group before the process
 /// runs; without one (an older daemon's container), `pid` itself.
 pub(super) fn signal(pid: i32, monitored: bool, signal: Signal) {
+    // 0 or less would signal a whole process group (the daemon's own).
+    if pid <= 1 {
+        tracing::warn!(pid, ?signal, "refusing to signal a container without a pid");
+        return;
+    }
     let result = match (monitored, container_process(pid)) {
         (true, Some(process)) => kill(Pid::from_raw(process), signal),
         (true, None) => killpg(Pid::from_raw(pid), signal),
