@@ -228,6 +228,14 @@ fn make_archive(dir: &Path) -> Archive {
                 module(dir, "virtio_rng", ""),
             ),
             (
+                &format!("{m}/drivers/virtio/virtio_input.ko.xz"),
+                module(dir, "virtio_input", ""),
+            ),
+            (
+                &format!("{m}/drivers/input/evdev.ko.xz"),
+                module(dir, "evdev", ""),
+            ),
+            (
                 &format!("{m}/fs/ext4/ext4.ko.xz"),
                 module(dir, "ext4", "jbd2,mbcache,virtio_blk"),
             ),
@@ -357,7 +365,9 @@ fn fetch_from_a_fake_signed_archive() {
             "failover",
             "net_failover",
             "virtio_net",
-            "virtio_rng"
+            "virtio_rng",
+            "virtio_input",
+            "evdev"
         ]
     );
     // Disk modules are kept beside the others but not loaded at boot; ones
@@ -553,6 +563,14 @@ fn make_amd64_archive(dir: &Path, kernel_image: Vec<u8>) -> Archive {
                 module(dir, "virtio_rng", ""),
             ),
             (
+                &format!("{m}/drivers/virtio/virtio_input.ko.xz"),
+                module(dir, "virtio_input", ""),
+            ),
+            (
+                &format!("{m}/drivers/input/evdev.ko.xz"),
+                module(dir, "evdev", ""),
+            ),
+            (
                 &format!("/usr/lib/modules/{KVER_AMD64}/modules.builtin"),
                 b"kernel/drivers/char/virtio_console.ko\nkernel/fs/ext4/ext4.ko\n\
                   kernel/crypto/crc32c_generic.ko\n"
@@ -635,7 +653,9 @@ fn fetch_debian_amd64_from_a_fake_signed_archive() {
             "failover",
             "net_failover",
             "virtio_net",
-            "virtio_rng"
+            "virtio_rng",
+            "virtio_input",
+            "evdev"
         ]
     );
     assert!(m.disk_modules.is_empty(), "{:?}", m.disk_modules);
