@@ -248,6 +248,11 @@ impl Supervisor {
 
     async fn start_locked(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
         let _guard = self.lock(name).await;
+        self.start_held(name).await
+    }
+
+    /// Start `name`; the caller holds its lock.
+    async fn start_held(self: &Arc<Self>, name: &str) -> Result<Instance, SupervisorError> {
         let instance = self.store.get(name)?;
         if instance.state.is_active() {
             return Err(SupervisorError::Conflict {
@@ -534,7 +539,14 @@ impl Supervisor {
             // Waiting for the restart policy: that restart is off.
             return Ok(self.store.get(name)?);
         }
-        let (done, generation) = self.signal(name, Request::Stop, Signal::SIGTERM).await?;
+        let (done, generation) = match self.signal(name, Request::Stop, Signal::SIGTERM).await {
+            // It ended while this request waited for its lock, and the
+            // policy scheduled a restart meanwhile: that restart is off.
+            Err(SupervisorError::Conflict { .. }) if self.cancel_restart(name) => {
+                return Ok(self.store.get(name)?);
+            }
+            result => result?,
+        };
         if !wait_done(done.clone(), timeout).await {
             tracing::info!(name, "did not stop in time; killing");
             self.send(name, Some(generation), Signal::SIGKILL);
@@ -548,7 +560,12 @@ impl Supervisor {
         if self.cancel_restart(name) && !self.store.get(name)?.state.is_active() {
             return Ok(self.store.get(name)?);
         }
-        let (done, _) = self.signal(name, Request::Kill, Signal::SIGKILL).await?;
+        let (done, _) = match self.signal(name, Request::Kill, Signal::SIGKILL).await {
+            Err(SupervisorError::Conflict { .. }) if self.cancel_restart(name) => {
+                return Ok(self.store.get(name)?);
+            }
+            result => result?,
+        };
         self.wait_killed(name, done).await?;
         Ok(self.store.get(name)?)
     }

@@ -98,6 +98,10 @@ impl Supervisor {
         let name = name.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            // The token is checked and the start made under the instance's
+            // lock: a user's stop either cancels it first or stops what
+            // it started.
+            let _guard = sup.lock(&name).await;
             {
                 let mut pending = sup.lock_pending();
                 if pending.get(&name) != Some(&token)
@@ -107,7 +111,7 @@ impl Supervisor {
                 }
                 pending.remove(&name);
             }
-            match sup.start_locked(&name).await {
+            match sup.start_held(&name).await {
                 Ok(_) => {
                     if let Err(e) = sup.store.bump_restart_count(&name) {
                         tracing::warn!(%name, error = %e, "counting the restart");
