@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::wait_for;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vessel_api::{Client, ConsoleStream, CreateInstance, ExitReason, InstanceState};
+use vessel_api::{Client, CreateInstance, ExitReason, InstanceState};
 
 fn create(name: &str, bundle: &Path) -> CreateInstance {
     serde_json::from_value(serde_json::json!({
@@ -36,31 +36,6 @@ fn shell_config() -> Value {
     config["process"]["terminal"] = Value::Bool(true);
     config["process"]["env"] = serde_json::json!(["PATH=/bin", "TERM=xterm", "PS1=box# "]);
     config
-}
-
-/// Read the console until `needle` has come.
-async fn read_until(console: &mut ConsoleStream, needle: &str) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !String::from_utf8_lossy(&got).contains(needle) {
-        let n = tokio::time::timeout_at(deadline, console.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no {needle:?} on the console within 120 s; got {:?}",
-                    String::from_utf8_lossy(&got)
-                )
-            })
-            .expect("reading the console");
-        assert!(
-            n > 0,
-            "console closed before {needle:?}: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// The container's process: the child of its monitor (the instance's pid).
@@ -191,7 +166,7 @@ async fn console_readers_detach_logs_and_pause() {
     // typed line) reaches both readers.
     cli.type_in(b"echo hel''lo-$((6*7)) from $(hostname)\n");
     cli.read_until("hello-42 from vessel");
-    read_until(&mut watcher, "hello-42 from vessel").await;
+    common::read_console_until(&mut watcher, "hello-42 from vessel", str::to_string).await;
 
     // Ctrl-A d: the CLI detaches and exits 0, the container goes on.
     cli.type_in(b"\x01d");
@@ -213,8 +188,8 @@ async fn console_readers_detach_logs_and_pause() {
     // The writer slot is free again.
     let mut console = c.console("box", true, 0).await.unwrap();
     console.write_all(b"echo again-$((1+2))\n").await.unwrap();
-    read_until(&mut console, "again-3").await;
-    read_until(&mut watcher, "again-3").await;
+    common::read_console_until(&mut console, "again-3", str::to_string).await;
+    common::read_console_until(&mut watcher, "again-3", str::to_string).await;
 
     // `vessel logs` has what the console showed.
     let logs = Command::new(&vessel)
@@ -239,7 +214,7 @@ async fn console_readers_detach_logs_and_pause() {
     let resumed = c.resume("box").await.unwrap();
     assert_eq!(resumed.state, InstanceState::Running);
     assert_eq!(freezer_state(process), "THAWED");
-    read_until(&mut console, "thawed-4").await;
+    common::read_console_until(&mut console, "thawed-4", str::to_string).await;
 
     // exec still enters the container.
     let r = c
@@ -379,7 +354,7 @@ async fn a_container_survives_a_sigkilled_daemon_with_its_console() {
     leftover.0.push(process);
     let mut console = c.console("box", true, 0).await.unwrap();
     console.write_all(b"echo before-$((3*3))\n").await.unwrap();
-    read_until(&mut console, "before-9").await;
+    common::read_console_until(&mut console, "before-9", str::to_string).await;
     drop(console);
 
     daemon.sigkill();
@@ -396,9 +371,9 @@ async fn a_container_survives_a_sigkilled_daemon_with_its_console() {
     assert_eq!(container_process(monitor), process);
     // Its console works: history, then live input and output.
     let mut console = c.console("box", true, 4096).await.unwrap();
-    read_until(&mut console, "before-9").await;
+    common::read_console_until(&mut console, "before-9", str::to_string).await;
     console.write_all(b"echo after-$((4*4))\n").await.unwrap();
-    read_until(&mut console, "after-16").await;
+    common::read_console_until(&mut console, "after-16", str::to_string).await;
     // Pause and resume go through the reattached control socket.
     assert_eq!(c.pause("box").await.unwrap().state, InstanceState::Paused);
     assert_eq!(freezer_state(process), "FROZEN");

@@ -15,26 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{TestDaemon, wait_for, wait_for_text};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vessel_api::{
-    Client, ConsoleStream, CreateInstance, ExitReason, InstanceSpec, InstanceState, RestartPolicy,
-    VmSpec,
-};
-
-/// The `vessel` binary of this build, or None after saying why.
-fn vessel_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("vessel");
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
-            bin.display()
-        );
-        None
-    }
-}
+use tokio::io::AsyncWriteExt;
+use vessel_api::{Client, ExitReason, InstanceState, RestartPolicy};
 
 /// A guest that says `up`, then prints `tick N` ten times a second (its
 /// hart sleeps in WFI on the timer in between) and echoes every byte it
@@ -110,25 +92,6 @@ tick: .asciz "tick "
 /// Fails through the test device with code 3 after a line.
 const CRASHER: &str = "    li t0, 0x100000\n    li t1, 0x33333\n    sw t1, 0(t0)\n    j park\n";
 
-fn vm(name: &str, firmware: &Path, restart: RestartPolicy) -> CreateInstance {
-    CreateInstance {
-        name: name.into(),
-        spec: InstanceSpec::Vm(VmSpec {
-            args: [
-                "--arch",
-                "riscv64",
-                "--memory",
-                "16M",
-                "--firmware",
-                &firmware.to_string_lossy(),
-            ]
-            .map(String::from)
-            .to_vec(),
-        }),
-        restart,
-    }
-}
-
 /// The console output with the guest's own tick lines taken out, so that
 /// an echo split by a tick still reads whole.
 fn without_ticks(text: &str) -> String {
@@ -137,31 +100,6 @@ fn without_ticks(text: &str) -> String {
         out = out.replace(&format!("tick {d}\n"), "");
     }
     out
-}
-
-/// Read the console until `needle` (ticks removed) has come.
-async fn read_console_until(console: &mut ConsoleStream, needle: &str) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !without_ticks(&String::from_utf8_lossy(&got)).contains(needle) {
-        let n = tokio::time::timeout_at(deadline, console.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no {needle:?} on the console within 120 s; got {:?}",
-                    String::from_utf8_lossy(&got)
-                )
-            })
-            .expect("reading the console");
-        assert!(
-            n > 0,
-            "console closed before {needle:?}: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// `vessel daemon` as a process of its own, so that it can be SIGKILLed.
@@ -258,7 +196,7 @@ async fn wait_gone(pid: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_daemon_reattaches_to_running_guests_and_marks_the_dead() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +214,7 @@ async fn sigkilled_daemon_reattaches_to_running_guests_and_marks_the_dead() {
     let mut reaper = Reaper(Vec::new());
     let mut pids = Vec::new();
     for name in names {
-        c.create(&vm(name, &ticker, RestartPolicy::No))
+        c.create(&common::riscv_vm(name, &ticker, RestartPolicy::No))
             .await
             .unwrap();
         let started = c.start(name).await.unwrap();
@@ -322,17 +260,17 @@ async fn sigkilled_daemon_reattaches_to_running_guests_and_marks_the_dead() {
     // Every reattached console works: live output, and input echoed back.
     for name in &names[..3] {
         let mut console = c.console(name, true, 0).await.unwrap();
-        read_console_until(&mut console, "tick").await;
+        common::read_console_until(&mut console, "tick", without_ticks).await;
         let word = format!("ping-{name}");
         console.write_all(word.as_bytes()).await.unwrap();
-        read_console_until(&mut console, &word).await;
+        common::read_console_until(&mut console, &word, without_ticks).await;
         if *name == "a" {
             // One writer: a second is refused with a reason; readers are welcome.
             let err = c.console(name, true, 0).await.unwrap_err();
             assert_eq!(err.status(), Some(409), "{err}");
             assert!(err.to_string().contains("already has a writer"), "{err}");
             let mut reader = c.console(name, false, 4096).await.unwrap();
-            read_console_until(&mut reader, "ping-a").await;
+            common::read_console_until(&mut reader, "ping-a", without_ticks).await;
         }
         console.shutdown().await.unwrap();
     }
@@ -358,7 +296,7 @@ async fn sigkilled_daemon_reattaches_to_running_guests_and_marks_the_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_console_output_and_resume_restarts_it() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let mut d = TestDaemon::start(Some(vessel)).await;
@@ -367,7 +305,7 @@ async fn pause_stops_console_output_and_resume_restarts_it() {
         return;
     };
     let c = d.client.clone();
-    c.create(&vm("p", &ticker, RestartPolicy::No))
+    c.create(&common::riscv_vm("p", &ticker, RestartPolicy::No))
         .await
         .unwrap();
     let started = c.start("p").await.unwrap();
@@ -410,7 +348,7 @@ async fn pause_stops_console_output_and_resume_restarts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_failure_restarts_a_crashing_vm_until_it_succeeds() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let mut d = TestDaemon::start(Some(vessel)).await;
@@ -431,7 +369,11 @@ async fn on_failure_restarts_a_crashing_vm_until_it_succeeds() {
     std::fs::copy(&crash, &current).unwrap();
     let c = d.client.clone();
     let created = c
-        .create(&vm("flaky", &current, RestartPolicy::OnFailure))
+        .create(&common::riscv_vm(
+            "flaky",
+            &current,
+            RestartPolicy::OnFailure,
+        ))
         .await
         .unwrap();
     assert_eq!(created.restart_policy, RestartPolicy::OnFailure);

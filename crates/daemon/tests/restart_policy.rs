@@ -8,42 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{TestDaemon, wait_for};
-use vessel_api::{CreateInstance, ExitReason, InstanceSpec, InstanceState, RestartPolicy, VmSpec};
+use vessel_api::{ExitReason, InstanceState, RestartPolicy};
 use vessel_daemon::store::Store;
-
-/// The `vessel` binary of this build, or None after saying why.
-fn vessel_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("vessel");
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
-            bin.display()
-        );
-        None
-    }
-}
-
-fn vm(name: &str, firmware: &Path, restart: RestartPolicy) -> CreateInstance {
-    CreateInstance {
-        name: name.into(),
-        spec: InstanceSpec::Vm(VmSpec {
-            args: [
-                "--arch",
-                "riscv64",
-                "--memory",
-                "16M",
-                "--firmware",
-                &firmware.to_string_lossy(),
-            ]
-            .map(String::from)
-            .to_vec(),
-        }),
-        restart,
-    }
-}
 
 /// A guest that prints `message` and powers off (exit 0).
 fn poweroff_guest(dir: &Path) -> Option<PathBuf> {
@@ -59,7 +25,7 @@ fn idle_guest(dir: &Path) -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_restarts_a_clean_exit_but_not_a_users_stop() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let mut d = TestDaemon::start(Some(vessel)).await;
@@ -72,7 +38,7 @@ async fn always_restarts_a_clean_exit_but_not_a_users_stop() {
 
     // A clean power-off (exit 0) is started again, and again.
     let created = c
-        .create(&vm("bye", &bye, RestartPolicy::Always))
+        .create(&common::riscv_vm("bye", &bye, RestartPolicy::Always))
         .await
         .unwrap();
     assert_eq!(created.restart_policy, RestartPolicy::Always);
@@ -90,7 +56,7 @@ async fn always_restarts_a_clean_exit_but_not_a_users_stop() {
 
     // A running guest stopped by the user: recorded as stopped, and not
     // restarted although the policy is `always`.
-    c.create(&vm("idle", &idle, RestartPolicy::Always))
+    c.create(&common::riscv_vm("idle", &idle, RestartPolicy::Always))
         .await
         .unwrap();
     c.start("idle").await.unwrap();
@@ -123,7 +89,7 @@ async fn always_restarts_a_clean_exit_but_not_a_users_stop() {
 /// restarted daemon goes on from it instead of starting again at 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_backoff_survives_a_daemon_restart() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let mut d = TestDaemon::start(Some(vessel)).await;
@@ -132,7 +98,7 @@ async fn restart_backoff_survives_a_daemon_restart() {
         return;
     };
     let c = d.client.clone();
-    c.create(&vm("loop", &bye, RestartPolicy::Always))
+    c.create(&common::riscv_vm("loop", &bye, RestartPolicy::Always))
         .await
         .unwrap();
     c.start("loop").await.unwrap();

@@ -10,48 +10,14 @@ use common::{TestDaemon, wait_for, wait_for_text};
 use vessel_api::{CreateInstance, ExitReason, InstanceSpec, InstanceState, VmSpec};
 use vessel_testkit::riscv::{POWEROFF, uart_program};
 
-/// The `vessel` binary of this build (target/<profile>/vessel), or None
-/// after saying why.
-fn vessel_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/riscv_vm-HASH -> target/<profile>/vessel
-    let bin = exe.parent()?.parent()?.join("vessel");
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
-            bin.display()
-        );
-        None
-    }
-}
-
 fn assemble(dir: &std::path::Path, name: &str, tail: &str) -> Option<PathBuf> {
     let source = uart_program(&format!("hello from {name}\\n"), tail);
     vessel_testkit::riscv::assemble(dir, name, &source)
 }
 
-fn vm(name: &str, firmware: &std::path::Path) -> CreateInstance {
-    CreateInstance {
-        name: name.into(),
-        spec: InstanceSpec::Vm(VmSpec {
-            args: vec![
-                "--arch".into(),
-                "riscv64".into(),
-                "--memory".into(),
-                "16M".into(),
-                "--firmware".into(),
-                firmware.to_string_lossy().into_owned(),
-            ],
-        }),
-        restart: Default::default(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     // The firmware lives in the daemon's temp dir, which it may read.
@@ -65,7 +31,9 @@ async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
     };
     let c = &d.client;
 
-    c.create(&vm("off", &off)).await.unwrap();
+    c.create(&common::riscv_vm("off", &off, Default::default()))
+        .await
+        .unwrap();
     c.start("off").await.unwrap();
     let done = wait_for(c, "off", "stopped", |i| i.state == InstanceState::Stopped).await;
     let log = std::fs::read_to_string(&done.log_path).unwrap();
@@ -77,7 +45,9 @@ async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
     );
     assert!(log.contains("hello from off\n"), "log: {log}");
 
-    c.create(&vm("parked", &parked)).await.unwrap();
+    c.create(&common::riscv_vm("parked", &parked, Default::default()))
+        .await
+        .unwrap();
     let running = c.start("parked").await.unwrap();
     wait_for_text(&running.log_path, "hello from parked").await;
     assert_eq!(c.get("parked").await.unwrap().state, InstanceState::Running);
@@ -94,7 +64,7 @@ async fn riscv_guest_powers_off_and_a_parked_one_is_stopped() {
 /// image fetch debian-riscv64`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_debian_guest_powers_it_off_through_the_button() {
-    let Some(vessel) = vessel_binary() else {
+    let Some(vessel) = common::vessel_binary() else {
         return;
     };
     let cache = match std::env::var_os("XDG_CACHE_HOME") {

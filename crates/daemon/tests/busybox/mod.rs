@@ -10,27 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use vessel_daemon::Config;
 
-use crate::common::TestDaemon;
-
-/// A binary of this build (target/<profile>/NAME), or None after saying why.
-fn built(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/TEST-HASH -> target/<profile>/NAME
-    let bin = exe.parent()?.parent()?.join(name);
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
-            bin.display()
-        );
-        None
-    }
-}
-
-pub fn vessel_binary() -> Option<PathBuf> {
-    built("vessel")
-}
+pub use crate::common::vessel_binary;
+use crate::common::{TestDaemon, built};
 
 /// vessel-runtime, when this host can run containers (root, busybox).
 pub fn runtime_binary() -> Option<PathBuf> {

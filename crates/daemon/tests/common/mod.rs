@@ -6,7 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vessel_api::{Client, Instance};
+use tokio::io::AsyncReadExt;
+use vessel_api::{
+    Client, ConsoleStream, CreateInstance, Instance, InstanceSpec, RestartPolicy, VmSpec,
+};
 use vessel_daemon::{Config, RunningDaemon};
 
 pub struct TestDaemon {
@@ -87,4 +90,77 @@ pub async fn wait_for_text(path: &str, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{path} never contained {needle:?}");
+}
+
+/// A binary of this build (target/<profile>/NAME), or None after saying why.
+pub fn built(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/TEST-HASH -> target/<profile>/NAME
+    let bin = exe.parent()?.parent()?.join(name);
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIP: {} is not built; `cargo test --workspace` (as `make test` runs it) builds it",
+            bin.display()
+        );
+        None
+    }
+}
+
+/// The `vessel` binary of this build, or None after saying why.
+pub fn vessel_binary() -> Option<PathBuf> {
+    built("vessel")
+}
+
+/// A `vm` instance: a 16 MiB riscv64 machine running the bare-metal
+/// program `firmware`.
+pub fn riscv_vm(name: &str, firmware: &Path, restart: RestartPolicy) -> CreateInstance {
+    CreateInstance {
+        name: name.into(),
+        spec: InstanceSpec::Vm(VmSpec {
+            args: [
+                "--arch",
+                "riscv64",
+                "--memory",
+                "16M",
+                "--firmware",
+                &firmware.to_string_lossy(),
+            ]
+            .map(String::from)
+            .to_vec(),
+        }),
+        restart,
+    }
+}
+
+/// Read the console until `needle` is in what came, as `clean` shows it
+/// (`clean` may take out lines the guest prints by itself). Panics after
+/// 120 s, or if the console closes first.
+pub async fn read_console_until(
+    console: &mut ConsoleStream,
+    needle: &str,
+    clean: impl Fn(&str) -> String,
+) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !clean(&String::from_utf8_lossy(&got)).contains(needle) {
+        let n = tokio::time::timeout_at(deadline, console.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {needle:?} on the console within 120 s; got {:?}",
+                    String::from_utf8_lossy(&got)
+                )
+            })
+            .expect("reading the console");
+        assert!(
+            n > 0,
+            "console closed before {needle:?}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
