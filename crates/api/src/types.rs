@@ -197,6 +197,9 @@ pub enum ExitReason {
     Exited,
     /// Ended on its own with an error code or a signal (see `message`).
     Crashed,
+    /// A container killed by the kernel for going past its memory limit
+    /// (code 137).
+    Oom,
     /// Ended after a stop request.
     Stopped,
     /// Ended after a kill request.
@@ -214,6 +217,7 @@ impl ExitReason {
             ExitReason::PoweredOff => "powered_off",
             ExitReason::Exited => "exited",
             ExitReason::Crashed => "crashed",
+            ExitReason::Oom => "oom",
             ExitReason::Stopped => "stopped",
             ExitReason::Killed => "killed",
             ExitReason::StartFailed => "start_failed",

@@ -431,6 +431,7 @@ fn parse_reason(s: &str) -> Option<ExitReason> {
         "powered_off" => ExitReason::PoweredOff,
         "exited" => ExitReason::Exited,
         "crashed" => ExitReason::Crashed,
+        "oom" => ExitReason::Oom,
         "stopped" => ExitReason::Stopped,
         "killed" => ExitReason::Killed,
         "start_failed" => ExitReason::StartFailed,

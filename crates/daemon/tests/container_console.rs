@@ -264,7 +264,7 @@ async fn an_oom_killed_container_says_so() {
     let exit = done.exit.unwrap();
     assert_eq!(
         (exit.reason, exit.code),
-        (ExitReason::Crashed, Some(137)),
+        (ExitReason::Oom, Some(137)),
         "{exit:?}"
     );
     assert!(

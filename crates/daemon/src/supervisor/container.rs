@@ -186,7 +186,8 @@ pub(super) fn signal(pid: i32, monitored: bool, signal: Signal) {
 pub(super) fn from_record(record: &ExitRecord) -> Option<(ExitReason, Option<String>)> {
     let reason = match record.reason.as_str() {
         "process_exited" => ExitReason::Exited,
-        "process_killed" | "oom" => ExitReason::Crashed,
+        "process_killed" => ExitReason::Crashed,
+        "oom" => ExitReason::Oom,
         _ => return None,
     };
     Some((reason, record.message.clone()))
@@ -214,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             from_record(&record("oom", 137)),
-            Some((ExitReason::Crashed, Some("m".into())))
+            Some((ExitReason::Oom, Some("m".into())))
         );
         assert_eq!(from_record(&record("powered_off", 0)), None);
     }

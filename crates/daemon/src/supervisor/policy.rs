@@ -18,7 +18,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub fn should_restart(policy: RestartPolicy, exit: &ExitStatus) -> bool {
     let failed = match exit.reason {
         ExitReason::Stopped | ExitReason::Killed | ExitReason::StartFailed => return false,
-        ExitReason::Crashed | ExitReason::Lost => true,
+        ExitReason::Crashed | ExitReason::Oom | ExitReason::Lost => true,
         ExitReason::Exited => exit.code != Some(0),
         ExitReason::PoweredOff => false,
     };
