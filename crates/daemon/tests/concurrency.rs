@@ -148,7 +148,7 @@ async fn twenty_clients_leave_a_consistent_registry() {
                 let mut sleeps = false;
                 // Bounded: only a broken monitor would make it run out.
                 for _ in 0..100 {
-                    sleeps = children(pid)
+                    sleeps = vessel_daemon::reaper::children(pid)
                         .iter()
                         .any(|&c| cmdline(c).starts_with("sleep\0"));
                     if sleeps {
@@ -157,7 +157,7 @@ async fn twenty_clients_leave_a_consistent_registry() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 assert!(sleeps, "{}: monitor {pid} runs no sleep", i.name);
-                containers.extend(children(pid));
+                containers.extend(vessel_daemon::reaper::children(pid));
             }
             _ => {
                 assert_eq!(i.pid, None, "{}: a pid without a process", i.name);
@@ -236,21 +236,4 @@ async fn twenty_clients_leave_a_consistent_registry() {
 fn cmdline(pid: i32) -> String {
     String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
         .into_owned()
-}
-
-/// The children of `pid`, all its threads'.
-fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .flat_map(|t| {
-            std::fs::read_to_string(t.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
 }
