@@ -258,26 +258,7 @@ fn run_guest(args: Args) -> anyhow::Result<Finished> {
     }
     match args.arch {
         Arch::Riscv64 => riscv::run(args),
-        Arch::X86_64 => {
-            if args.control_socket.is_some() {
-                // The daemon still supervises it by pid and signals; its
-                // console is stdout (the daemon points it at the log).
-                eprintln!(
-                    "vessel: warning: --control-socket and --console-log are not served for \
-                     --arch x86_64 yet; the console stays on stdout"
-                );
-            }
-            let code = x86::run(args)?;
-            // ExitCode keeps its value private: find which one it is.
-            let code = (0..=u8::MAX)
-                .find(|c| ExitCode::from(*c) == code)
-                .unwrap_or(1);
-            Ok(Finished {
-                code,
-                reason: "exited",
-                message: None,
-            })
-        }
+        Arch::X86_64 => x86::run(args),
     }
 }
 

@@ -74,7 +74,12 @@ fn the_boot_protocol_guest_gets_the_command_line_and_initrd() {
     eprintln!("--- serial ---\n{text}--- stderr ---\n{err}---");
     assert_eq!(out.status.code(), Some(0), "the guest resets: exit 0");
     assert!(text.starts_with("hdrs ok\n"), "{text}");
-    assert!(text.contains(" console=ttyS0 vessel.test=cli\n"), "{text}");
+    // The user's command line, then the power button's virtio-mmio slot
+    // (every microvm has one) for kernels with virtio_mmio built in.
+    assert!(
+        text.contains(" console=ttyS0 vessel.test=cli virtio_mmio.device=4K@0xd0000000:5\n"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(" 0x3039 {sum:#x}\n")),
         "initrd size and sum"
@@ -170,7 +175,7 @@ fn the_probe_guest_finds_the_disk_console_and_rng_the_flags_add() {
     eprintln!("--- serial ---\n{serial}--- stderr ---\n{err}---");
     assert_eq!(out.status.code(), Some(0), "{err}");
     let lines: Vec<&str> = serial.lines().collect();
-    assert_eq!(lines.len(), 7, "{serial}");
+    assert_eq!(lines.len(), 8, "{serial}");
     // Slot 0: the read-only disk (VIRTIO_BLK_F_RO, bit 5) and its serial;
     // then the console (id 3) and the rng (id 4), in that order.
     assert!(
@@ -198,7 +203,12 @@ fn the_probe_guest_finds_the_disk_console_and_rng_the_flags_add() {
     );
     assert!(lines[4].starts_with("rng 0x10 ") && lines[5].starts_with("rng 0x10 "));
     assert_ne!(lines[4], lines[5], "two draws differ");
-    assert_eq!(lines[6], "done");
+    // Last, the power button every microvm has (virtio-input, id 18).
+    assert!(
+        lines[6].starts_with("slot 0x3 id 0x12 features "),
+        "{serial}"
+    );
+    assert_eq!(lines[7], "done");
 }
 
 fn assert_clear_error(out: &Output, needle: &str) {

@@ -71,6 +71,22 @@ struct Control {
     finished: usize,
     /// vCPU threads that have started (and carry their names).
     started: usize,
+    /// Their pthreads, for kicks. Valid while the state is not `Stopping`:
+    /// threads return only once it is, and are joined only after that.
+    threads: Vec<libc::pthread_t>,
+}
+
+impl Control {
+    /// Kick every vCPU thread out of `KVM_RUN`. Called with the lock held,
+    /// before the threads are joined.
+    fn kick_all(&self) {
+        for &t in &self.threads {
+            // SAFETY: `t` is a started vCPU thread that has not been joined
+            // yet: joining happens only after every thread finished, and
+            // callers hold the lock, which orders this before the join.
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+    }
 }
 
 struct Shared {
@@ -105,6 +121,7 @@ impl VmControl {
                     paused: 0,
                     finished: 0,
                     started: 0,
+                    threads: Vec::new(),
                 }),
                 changed: Condvar::new(),
             }),
@@ -124,6 +141,60 @@ impl VmControl {
     /// The reason the VM stopped, once it has.
     pub fn exit_reason(&self) -> Option<ExitReason> {
         self.shared.lock().exit.clone()
+    }
+
+    /// Park every vCPU outside `KVM_RUN`; returns once all are parked.
+    /// Pausing a paused VM does nothing.
+    pub fn pause(&self) -> Result<(), RunError> {
+        let shared = &self.shared;
+        let mut c = shared.lock();
+        match c.state {
+            RunState::Stopping => return Err(RunError::NotRunning(c.exit.clone())),
+            RunState::Paused => {}
+            RunState::Running => c.state = RunState::Paused,
+        }
+        shared.changed.notify_all();
+        while c.paused + c.finished < c.started {
+            match c.state {
+                RunState::Paused => {}
+                RunState::Stopping => return Err(RunError::NotRunning(c.exit.clone())),
+                // Resumed by another caller before every vCPU parked.
+                RunState::Running => return Ok(()),
+            }
+            c.kick_all();
+            c = shared
+                .changed
+                .wait_timeout(c, KICK_INTERVAL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Let paused vCPUs run again.
+    pub fn resume(&self) -> Result<(), RunError> {
+        let shared = &self.shared;
+        let mut c = shared.lock();
+        match c.state {
+            RunState::Paused => {
+                c.state = RunState::Running;
+                shared.changed.notify_all();
+                Ok(())
+            }
+            RunState::Running => Err(RunError::NotPaused),
+            RunState::Stopping => Err(RunError::NotRunning(c.exit.clone())),
+        }
+    }
+
+    /// Whether every vCPU is parked by [`pause`](Self::pause).
+    pub fn is_paused(&self) -> bool {
+        let c = self.shared.lock();
+        c.state == RunState::Paused && c.paused + c.finished == c.started
+    }
+
+    /// Whether the VM is stopping or has stopped.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.lock().state == RunState::Stopping
     }
 }
 
@@ -205,58 +276,19 @@ impl RunningVcpus {
         self.control.clone()
     }
 
-    fn kick_all(&self) {
-        use std::os::unix::thread::JoinHandleExt;
-        for t in &self.threads {
-            // SAFETY: the thread has not been joined (joining consumes the
-            // handles), so its pthread_t is valid even if it has returned.
-            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
-        }
-    }
-
     /// Park every vCPU outside `KVM_RUN`; returns once all are parked.
     pub fn pause(&self) -> Result<(), RunError> {
-        let shared = &self.control.shared;
-        let mut c = shared.lock();
-        match c.state {
-            RunState::Stopping => return Err(RunError::NotRunning(c.exit.clone())),
-            RunState::Paused => return Ok(()),
-            RunState::Running => c.state = RunState::Paused,
-        }
-        shared.changed.notify_all();
-        while c.paused + c.finished < self.threads.len() {
-            if c.state == RunState::Stopping {
-                return Err(RunError::NotRunning(c.exit.clone()));
-            }
-            self.kick_all();
-            c = shared
-                .changed
-                .wait_timeout(c, KICK_INTERVAL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        Ok(())
+        self.control.pause()
     }
 
     /// Let paused vCPUs run again.
     pub fn resume(&self) -> Result<(), RunError> {
-        let shared = &self.control.shared;
-        let mut c = shared.lock();
-        match c.state {
-            RunState::Paused => {
-                c.state = RunState::Running;
-                shared.changed.notify_all();
-                Ok(())
-            }
-            RunState::Running => Err(RunError::NotPaused),
-            RunState::Stopping => Err(RunError::NotRunning(c.exit.clone())),
-        }
+        self.control.resume()
     }
 
     /// Whether every vCPU is parked by [`pause`](Self::pause).
     pub fn is_paused(&self) -> bool {
-        let c = self.control.shared.lock();
-        c.state == RunState::Paused && c.paused + c.finished == self.threads.len()
+        self.control.is_paused()
     }
 
     /// Stop the VM from the host and wait for its vCPU threads.
@@ -279,7 +311,7 @@ impl RunningVcpus {
             c = shared.changed.wait(c).unwrap_or_else(|p| p.into_inner());
         }
         while c.finished < self.threads.len() {
-            self.kick_all();
+            c.kick_all();
             c = shared
                 .changed
                 .wait_timeout(c, KICK_INTERVAL)
@@ -341,6 +373,8 @@ fn vcpu_thread<V: Vcpu>(id: usize, mut vcpu: V, buses: &IoBuses, shared: &Shared
     {
         let mut c = shared.lock();
         c.started += 1;
+        // SAFETY: pthread_self has no preconditions.
+        c.threads.push(unsafe { libc::pthread_self() });
         shared.changed.notify_all();
     }
     while may_run(shared) {

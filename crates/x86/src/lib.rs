@@ -28,8 +28,8 @@ pub mod vm;
 
 pub use boot::{BootError, BootInfo, KernelFormat};
 pub use vessel_devices::block::DiskSpec;
-pub use vessel_kvm::{ExitReason, IrqFd, VmControl};
+pub use vessel_kvm::{ExitReason, IrqFd, RunError, VmControl};
 pub use vm::{
-    DEFAULT_CMDLINE, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, SerialInput, VmConfig,
-    run_vm,
+    DEFAULT_CMDLINE, Error, Microvm, MmioSlot, NetConfig, RunningMicrovm, SerialInput,
+    VIRTIO_SLOTS, VmConfig, run_vm,
 };

@@ -106,6 +106,21 @@ impl SerialInput {
             .enqueue_input(bytes)
     }
 
+    /// Queue all of `bytes`, waiting while the FIFO is full (as a slow
+    /// serial line would), until `give_up` says the guest is gone.
+    pub fn send_all(&self, mut bytes: &[u8], give_up: &dyn Fn() -> bool) {
+        while !bytes.is_empty() {
+            let sent = self.send(bytes);
+            bytes = &bytes[sent..];
+            if sent == 0 {
+                if give_up() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+
     /// Forward everything read from `input` (stdin, usually) on a thread
     /// named `vessel-serial-in`, waiting while the guest's FIFO is full.
     pub fn forward_from(
@@ -120,14 +135,7 @@ impl SerialInput {
                     if n == 0 {
                         break;
                     }
-                    let mut rest = &buf[..n];
-                    while !rest.is_empty() {
-                        let sent = self.send(rest);
-                        rest = &rest[sent..];
-                        if sent == 0 {
-                            std::thread::sleep(std::time::Duration::from_millis(2));
-                        }
-                    }
+                    self.send_all(&buf[..n], &|| false);
                 }
             })
     }
@@ -198,6 +206,10 @@ pub struct MmioSlot {
 
 /// First GSI used for virtio-mmio devices (ISA IRQs 0–4 are taken or legacy).
 const VIRTIO_FIRST_GSI: u32 = 5;
+
+/// How many virtio-mmio slots the microvm has: one per IOAPIC pin from
+/// [`VIRTIO_FIRST_GSI`] up.
+pub const VIRTIO_SLOTS: u32 = mptable::IOAPIC_PINS as u32 - VIRTIO_FIRST_GSI;
 
 /// The `n`th virtio-mmio slot.
 pub(crate) fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
@@ -511,4 +523,22 @@ impl RunningMicrovm {
 /// Build a microvm from `config`, run it, and return why it stopped.
 pub fn run_vm(config: VmConfig) -> Result<ExitReason, Error> {
     Ok(Microvm::new(config)?.start()?.wait())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_slot_up_to_the_count_has_a_window_and_a_gsi() {
+        for n in 0..VIRTIO_SLOTS {
+            let slot = virtio_slot(n).unwrap();
+            assert_eq!(slot.gsi, VIRTIO_FIRST_GSI + n);
+            assert!(slot.base + slot.len <= MMIO_GAP_END);
+        }
+        assert!(matches!(
+            virtio_slot(VIRTIO_SLOTS),
+            Err(Error::NoVirtioSlot)
+        ));
+    }
 }

@@ -2,14 +2,16 @@
 //! control socket (crates/control), so that the daemon can supervise it,
 //! and reattach to it after the daemon restarts.
 //!
-//! On the riscv64 board, pause parks the run loop between slices (guest
-//! time, which follows the host clock, goes on). Shutdown presses the
-//! board's power button (a virtio-input device with KEY_POWER, as a PC's
-//! ACPI power button): the guest's acpid or logind powers it off and the
-//! VMM ends with reason `powered_off`. A guest that never set the button
-//! up (no virtio-input driver, or a bare program) cannot hear it: then
-//! shutdown ends the run loop as SIGTERM does, with reason `shutdown`. The
-//! supervisor kills a guest that ignores the button after its timeout.
+//! Pause parks the guest: the riscv64 board's run loop between slices,
+//! the x86_64 microvm's vCPU threads outside `KVM_RUN` (guest time, which
+//! follows the host clock, goes on). Shutdown presses the machine's power
+//! button (a virtio-input device with KEY_POWER, as a PC's ACPI power
+//! button): the guest's acpid or logind powers it off and the VMM ends with
+//! reason `powered_off` (`reset` on x86_64, whose microvm powers off by the
+//! i8042 reset). A guest that never set the button up (no virtio-input
+//! driver, or a bare program) cannot hear it: then shutdown ends the VMM
+//! as SIGTERM does, with reason `shutdown`. The supervisor kills a guest
+//! that ignores the button after its timeout.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use anyhow::Context;
 use vessel_boards::riscv64::{Events, StopReason};
 use vessel_control::{ConsoleHub, ControlServer, Controlled, RunState};
 use vessel_devices::input::{ButtonHandle, InputError};
+use vessel_x86::{ExitReason, RunError, VmControl};
 
 /// A console log is copied to `LOG.1` and emptied past this size.
 pub const LOG_LIMIT: u64 = 1 << 20;
@@ -70,20 +73,7 @@ impl Controlled for RiscvControl {
             // A parked guest cannot act on the button: resume it first.
             self.events.resume();
         }
-        let pressed = match &self.button {
-            Some(b) if b.driver_ready() => match b.press() {
-                Ok(()) => true,
-                // Earlier presses are still waiting for the guest to read
-                // them: it has been asked already.
-                Err(InputError::Full) => true,
-                Err(e) => {
-                    eprintln!("vessel: warning: power button: {e}; ending the VMM instead");
-                    false
-                }
-            },
-            _ => false,
-        };
-        if pressed {
+        if press(self.button.as_ref()) {
             self.pressed.store(true, Ordering::SeqCst);
         } else {
             self.events.stop(StopReason::Shutdown);
@@ -95,6 +85,94 @@ impl Controlled for RiscvControl {
         if self.stopping() {
             RunState::Stopping
         } else if self.events.is_paused() {
+            RunState::Paused
+        } else {
+            RunState::Running
+        }
+    }
+}
+
+/// Press the power button if the guest's driver has it set up; false when
+/// the guest cannot hear it (the caller then ends the VMM instead).
+fn press(button: Option<&ButtonHandle>) -> bool {
+    match button {
+        Some(b) if b.driver_ready() => match b.press() {
+            Ok(()) => true,
+            // Earlier presses are still waiting for the guest to read them:
+            // it has been asked already.
+            Err(InputError::Full) => true,
+            Err(e) => {
+                eprintln!("vessel: warning: power button: {e}; ending the VMM instead");
+                false
+            }
+        },
+        _ => false,
+    }
+}
+
+/// The x86_64 microvm as the control socket sees it.
+pub struct X86Control {
+    vm: VmControl,
+    button: Option<ButtonHandle>,
+    pressed: AtomicBool,
+    /// Shutdown ended the VMM (the guest could not hear the button).
+    ended: AtomicBool,
+}
+
+impl X86Control {
+    pub fn new(vm: VmControl, button: Option<ButtonHandle>) -> Self {
+        Self {
+            vm,
+            button,
+            pressed: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a shutdown request ended the VMM itself.
+    pub fn ended_by_shutdown(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    fn stopping(&self) -> bool {
+        self.vm.is_stopping() || self.pressed.load(Ordering::SeqCst)
+    }
+}
+
+impl Controlled for X86Control {
+    fn pause(&self) -> Result<(), String> {
+        if self.stopping() {
+            return Err("the guest is stopping".to_string());
+        }
+        if self.vm.is_paused() {
+            return Err("the guest is already paused".to_string());
+        }
+        self.vm.pause().map_err(|e| e.to_string())
+    }
+
+    fn resume(&self) -> Result<(), String> {
+        self.vm.resume().map_err(|e| match e {
+            RunError::NotPaused => "the guest is not paused".to_string(),
+            e => e.to_string(),
+        })
+    }
+
+    fn shutdown(&self) -> Result<(), String> {
+        // A parked guest cannot act on the button: resume it first.
+        let _ = self.vm.resume();
+        if press(self.button.as_ref()) {
+            self.pressed.store(true, Ordering::SeqCst);
+        } else {
+            self.ended.store(true, Ordering::SeqCst);
+            self.vm.request_exit(ExitReason::Stopped);
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> RunState {
+        if self.stopping() {
+            RunState::Stopping
+        } else if self.vm.is_paused() {
             RunState::Paused
         } else {
             RunState::Running

@@ -1,18 +1,20 @@
 //! `vessel run --arch x86_64`: the microvm board on KVM (`vessel-x86`).
 
 use std::io::Write;
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use vessel_boards::console::{ConsoleOutput, RawTerminal, Seen, on_termination, spawn_input};
+use vessel_devices::input::PowerButton;
 use vessel_devices::virtio::console::Console;
 use vessel_devices::virtio::rng::Rng;
-use vessel_x86::{DEFAULT_CMDLINE, ExitReason, Microvm, NetConfig, VmConfig, VmControl};
+use vessel_x86::{
+    DEFAULT_CMDLINE, ExitReason, Microvm, NetConfig, VIRTIO_SLOTS, VmConfig, VmControl,
+};
 
-use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine};
+use super::control::{X86Control, hub, serve};
+use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine, Finished};
 
 /// Why KVM on this host will be slow, when it is not hardware-assisted:
 /// a cheap look at the CPU flags and the KVM modules (no timed probe).
@@ -44,7 +46,7 @@ fn slow_kvm_warning() -> Option<String> {
     ))
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<Finished> {
     if args.engine == Engine::Emu {
         bail!("--engine emu: vessel has no x86_64 emulator; use --engine kvm (or auto)");
     }
@@ -68,15 +70,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{warning}");
     }
 
-    // Console output (the serial port's, and hvc0's with --console virtio)
-    // on stdout, watched for the kernel's panic report.
+    // Under a supervisor (--control-socket) the console goes to the
+    // control socket's hub and the log; otherwise to this terminal. Either
+    // way it is watched for the kernel's panic report.
+    let control_hub = match &args.control_socket {
+        Some(_) => Some(hub(args.console_log.as_deref())?),
+        None => None,
+    };
     let control_cell: Arc<OnceLock<VmControl>> = Arc::default();
     let panic_line: Arc<Mutex<Option<String>>> = Arc::default();
-    let watched_stdout = || {
+    let watched_output = || -> ConsoleOutput<Box<dyn Write + Send>> {
         let control_cell = control_cell.clone();
         let panic_line = panic_line.clone();
+        let out: Box<dyn Write + Send> = match &control_hub {
+            Some(h) => Box::new(h.writer()),
+            None => Box::new(std::io::stdout()),
+        };
         ConsoleOutput::new(
-            std::io::stdout(),
+            out,
             Box::new(move |seen| match seen {
                 Seen::Panic(line) => {
                     let mut p = panic_line.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,20 +101,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }),
         )
     };
-    let serial_out = watched_stdout();
+    let serial_out = watched_output();
     // The same virtio devices as on riscv64, after the disks and cards.
     let mut virtio: Vec<Box<dyn vessel_devices::VirtioDevice>> = Vec::new();
     let mut console_in = None;
     if args.console == ConsoleKind::Virtio {
         let (reader, writer) =
             std::io::pipe().context("cannot create a pipe for virtio-console input")?;
-        let console = Console::new(Box::new(watched_stdout()), Some(Box::new(reader)))?;
+        let console = Console::new(Box::new(watched_output()), Some(Box::new(reader)))?;
         virtio.push(Box::new(console));
         console_in = Some(writer);
     }
     if args.rng {
         virtio.push(Box::new(Rng::new()));
     }
+    // The power button (virtio-input, listed in the DSDT as every virtio
+    // slot is): `shutdown` on the control socket presses it. Last, so the
+    // other devices keep their slots.
+    let used = args.disks.len() + nets.len() + virtio.len();
+    let button = if used < VIRTIO_SLOTS as usize {
+        let (dev, handle) = PowerButton::new();
+        virtio.push(Box::new(dev));
+        Some(handle)
+    } else {
+        eprintln!(
+            "vessel: warning: no virtio-mmio slot left for the power button; a shutdown \
+             request will end the VMM without asking the guest"
+        );
+        None
+    };
 
     let mut config = VmConfig::new(kernel);
     config.initrd = args.initrd.clone();
@@ -122,7 +148,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = control_cell.set(control.clone());
     let serial = vm.serial_handle();
 
-    let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
     let signal = Arc::new(AtomicI32::new(0));
     {
         let control = control.clone();
@@ -133,61 +158,101 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .context("cannot watch for termination signals")?;
     }
-    if let Some(mut pipe) = console_in {
-        let quit = control.clone();
-        spawn_input(
-            move |bytes| {
-                // virtio-console holds what the guest has not read yet.
-                let _ = pipe.write_all(bytes);
-            },
-            move || quit.request_exit(ExitReason::Stopped),
-        )
-        .context("cannot start the console input thread")?;
-    } else {
+    // Console input: the serial port's, or a pipe into virtio-console.
+    let deliver: Deliver = match console_in {
+        // virtio-console holds what the guest has not read yet.
+        Some(mut pipe) => Box::new(move |bytes: &[u8]| {
+            let _ = pipe.write_all(bytes);
+        }),
+        None => {
+            let control = control.clone();
+            Box::new(move |bytes: &[u8]| serial.send_all(bytes, &|| control.is_stopping()))
+        }
+    };
+    let quit = Arc::new(AtomicBool::new(false));
+
+    if let (Some(path), Some(h)) = (&args.control_socket, &control_hub) {
+        let deliver = Mutex::new(deliver);
+        h.set_input(move |bytes| (deliver.lock().unwrap_or_else(|p| p.into_inner()))(bytes));
+        let controlled = Arc::new(X86Control::new(control.clone(), button));
+        let _server = serve(path, controlled.clone(), Arc::clone(h))?;
+        let reason = vm.start()?.wait();
+        let shutdown = controlled.ended_by_shutdown();
+        return Ok(finish(reason, &panic_line, &signal, shutdown, false));
+    }
+
+    let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
+    {
         let control = control.clone();
-        let quit = control.clone();
-        spawn_input(
-            move |bytes| {
-                let mut rest = bytes;
-                while !rest.is_empty() {
-                    let sent = serial.send(rest);
-                    rest = &rest[sent..];
-                    if sent == 0 {
-                        if control.exit_reason().is_some() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            },
-            move || quit.request_exit(ExitReason::Stopped),
-        )
+        let quit = quit.clone();
+        spawn_input(deliver, move || {
+            quit.store(true, Ordering::SeqCst);
+            control.request_exit(ExitReason::Stopped);
+        })
         .context("cannot start the console input thread")?;
     }
     let reason = vm.start().map(|running| running.wait());
     drop(terminal);
     let reason = reason?;
     let _ = std::io::stdout().flush();
+    Ok(finish(
+        reason,
+        &panic_line,
+        &signal,
+        false,
+        quit.load(Ordering::SeqCst),
+    ))
+}
 
-    let panicked = panic_line.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let code = match (panicked, reason) {
-        (Some(line), _) => {
-            eprintln!("vessel: the guest kernel panicked: {line}");
-            EXIT_PANIC
-        }
-        (None, ExitReason::Reset) => 0,
-        (None, ExitReason::PowerOff) => 0,
-        (None, ExitReason::Stopped) => {
-            let sig = signal.load(Ordering::SeqCst);
-            if sig != 0 {
-                eprintln!("vessel: terminating on signal {sig}");
-            }
-            0
-        }
-        (None, reason @ (ExitReason::TripleFault | ExitReason::Halted | ExitReason::Failed(_))) => {
-            eprintln!("vessel: {reason}");
-            EXIT_FAULT
+/// Where console input goes.
+type Deliver = Box<dyn FnMut(&[u8]) + Send>;
+
+/// The exit code and reason of a finished run, said on stderr.
+fn finish(
+    reason: ExitReason,
+    panic_line: &Mutex<Option<String>>,
+    signal: &AtomicI32,
+    shutdown: bool,
+    quit: bool,
+) -> Finished {
+    let said = |reason: &'static str, code: u8, message: String| {
+        eprintln!("vessel: {message}");
+        Finished {
+            code,
+            reason,
+            message: Some(message),
         }
     };
-    Ok(ExitCode::from(code))
+    let quiet = |reason: &'static str| Finished {
+        code: 0,
+        reason,
+        message: None,
+    };
+    let panicked = panic_line.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(line) = panicked {
+        return said(
+            "kernel_panic",
+            EXIT_PANIC,
+            format!("the guest kernel panicked: {line}"),
+        );
+    }
+    match reason {
+        // The microvm powers off by the i8042 reset (reboot=k), as
+        // Firecracker's guests do: a reset is the guest's own end.
+        ExitReason::Reset => quiet("reset"),
+        ExitReason::PowerOff => quiet("powered_off"),
+        ExitReason::Stopped => match signal.load(Ordering::SeqCst) {
+            0 if shutdown => said(
+                "shutdown",
+                0,
+                "shut down at the supervisor's request (control socket)".into(),
+            ),
+            0 if quit => quiet("quit"),
+            0 => quiet("shutdown"),
+            sig => said("signal", 0, format!("terminating on signal {sig}")),
+        },
+        reason @ (ExitReason::TripleFault | ExitReason::Halted | ExitReason::Failed(_)) => {
+            said("fault", EXIT_FAULT, reason.to_string())
+        }
+    }
 }
