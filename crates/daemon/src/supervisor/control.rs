@@ -15,6 +15,21 @@ use super::{Supervisor, SupervisorError};
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request waits for a control socket that is not there yet:
+/// a VMM or monitor just started serves it once its machine or container
+/// is built (`vessel start X && vessel console X` must work).
+const SERVE_WAIT: Duration = Duration::from_secs(10);
+
+/// Wait until `path` exists, at most [`SERVE_WAIT`] (the request that
+/// follows then says what is wrong if it still does not). Not for stop,
+/// which falls back to SIGTERM at once.
+async fn served(path: &Path) {
+    let began = tokio::time::Instant::now();
+    while !path.exists() && began.elapsed() < SERVE_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One request over a control socket (blocking I/O on tokio's blocking pool).
 pub(super) async fn call(
     path: &Path,
@@ -38,6 +53,7 @@ pub async fn attach(
     write: bool,
     history: u64,
 ) -> Result<tokio::net::UnixStream, String> {
+    served(&path).await;
     let stream = tokio::task::spawn_blocking(move || client::attach(&path, write, history))
         .await
         .map_err(|e| e.to_string())?
@@ -124,6 +140,7 @@ impl Supervisor {
         };
         match (kind, control) {
             (_, Some(path)) => {
+                served(&path).await;
                 let request = if pause {
                     vessel_control::Request::Pause {}
                 } else {
