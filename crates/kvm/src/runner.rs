@@ -100,6 +100,16 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Kick every vCPU out of `KVM_RUN` and wait for a change (or the
+    /// kick interval, after which the caller kicks again).
+    fn kick_and_wait<'a>(&self, c: MutexGuard<'a, Control>) -> MutexGuard<'a, Control> {
+        c.kick_all();
+        self.changed
+            .wait_timeout(c, KICK_INTERVAL)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
 }
 
 /// A handle devices use to end the VM (the i8042 reset, a power button).
@@ -161,12 +171,7 @@ impl VmControl {
                 // Resumed by another caller before every vCPU parked.
                 RunState::Running => return Ok(()),
             }
-            c.kick_all();
-            c = shared
-                .changed
-                .wait_timeout(c, KICK_INTERVAL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            c = shared.kick_and_wait(c);
         }
         Ok(())
     }
@@ -311,12 +316,7 @@ impl RunningVcpus {
             c = shared.changed.wait(c).unwrap_or_else(|p| p.into_inner());
         }
         while c.finished < self.threads.len() {
-            c.kick_all();
-            c = shared
-                .changed
-                .wait_timeout(c, KICK_INTERVAL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            c = shared.kick_and_wait(c);
         }
         let exit = c.exit.clone().unwrap_or(ExitReason::Stopped);
         drop(c);

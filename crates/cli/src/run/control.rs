@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use vessel_boards::riscv64::{Events, StopReason};
 use vessel_control::{ConsoleHub, ControlServer, Controlled, RunState};
-use vessel_devices::input::{ButtonHandle, InputError};
+use vessel_devices::VirtioDevice;
+use vessel_devices::input::{ButtonHandle, InputError, PowerButton};
 use vessel_x86::{ExitReason, RunError, VmControl};
 
 /// A console log is copied to `LOG.1` and emptied past this size.
@@ -90,6 +91,27 @@ impl Controlled for RiscvControl {
             RunState::Running
         }
     }
+}
+
+/// Add the power button (virtio-input) to `devices` when a virtio-mmio slot
+/// is left for it (`slots` in all): `shutdown` on the control socket
+/// presses it. Added last, so it takes the lowest free slot and the other
+/// devices (the disks' names, vda…) keep theirs.
+pub fn add_power_button(
+    devices: &mut Vec<Box<dyn VirtioDevice>>,
+    taken: usize,
+    slots: usize,
+) -> Option<ButtonHandle> {
+    if taken >= slots {
+        eprintln!(
+            "vessel: warning: no virtio-mmio slot left for the power button; a shutdown \
+             request will end the VMM without asking the guest"
+        );
+        return None;
+    }
+    let (dev, handle) = PowerButton::new();
+    devices.push(Box::new(dev));
+    Some(handle)
 }
 
 /// Press the power button if the guest's driver has it set up; false when

@@ -10,11 +10,10 @@ use vessel_boards::riscv64::layout::VIRTIO_COUNT;
 use vessel_boards::riscv64::{Outcome, StopReason, VirtConfig, VirtMachine};
 use vessel_devices::VirtioDevice;
 use vessel_devices::VirtioMmio;
-use vessel_devices::input::PowerButton;
 use vessel_devices::virtio::console::Console;
 use vessel_devices::virtio::rng::Rng;
 
-use super::control::{RiscvControl, hub, serve};
+use super::control::{RiscvControl, add_power_button, hub, serve};
 use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine, Finished};
 
 /// How many virtio devices the flags ask for, or a one-line error naming
@@ -106,20 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
     if args.rng {
         devices.push(Box::new(Rng::new()));
     }
-    // The power button (virtio-input), in a slot the flags leave free:
-    // `shutdown` on the control socket presses it. Added last, so it takes
-    // the lowest free slot and the disks' names (vda…) do not change.
-    let button = if devices.len() < VIRTIO_COUNT {
-        let (dev, handle) = PowerButton::new();
-        devices.push(Box::new(dev));
-        Some(handle)
-    } else {
-        eprintln!(
-            "vessel: warning: no virtio-mmio slot left for the power button; a shutdown \
-             request will end the VMM without asking the guest"
-        );
-        None
-    };
+    // The power button, in a slot the flags leave free.
+    let taken = devices.len();
+    let button = add_power_button(&mut devices, taken, VIRTIO_COUNT);
     for device in devices {
         machine.add_virtio_mmio(|mem, irq| {
             Arc::new(Mutex::new(VirtioMmio::new(mem.clone(), device, irq)))

@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, bail};
 use vessel_boards::console::{ConsoleOutput, RawTerminal, Seen, on_termination, spawn_input};
-use vessel_devices::input::PowerButton;
 use vessel_devices::virtio::console::Console;
 use vessel_devices::virtio::rng::Rng;
 use vessel_x86::{
     DEFAULT_CMDLINE, ExitReason, Microvm, NetConfig, VIRTIO_SLOTS, VmConfig, VmControl,
 };
 
-use super::control::{X86Control, hub, serve};
+use super::control::{X86Control, add_power_button, hub, serve};
 use super::{Args, ConsoleKind, DEFAULT_MEMORY, EXIT_FAULT, EXIT_PANIC, Engine, Finished};
 
 /// Why KVM on this host will be slow, when it is not hardware-assisted:
@@ -115,21 +114,10 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
     if args.rng {
         virtio.push(Box::new(Rng::new()));
     }
-    // The power button (virtio-input, listed in the DSDT as every virtio
-    // slot is): `shutdown` on the control socket presses it. Last, so the
-    // other devices keep their slots.
-    let used = args.disks.len() + nets.len() + virtio.len();
-    let button = if used < VIRTIO_SLOTS as usize {
-        let (dev, handle) = PowerButton::new();
-        virtio.push(Box::new(dev));
-        Some(handle)
-    } else {
-        eprintln!(
-            "vessel: warning: no virtio-mmio slot left for the power button; a shutdown \
-             request will end the VMM without asking the guest"
-        );
-        None
-    };
+    // The power button, after the disks and cards and the devices above;
+    // listed in the DSDT as every virtio-mmio slot is.
+    let taken = args.disks.len() + nets.len() + virtio.len();
+    let button = add_power_button(&mut virtio, taken, VIRTIO_SLOTS as usize);
 
     let mut config = VmConfig::new(kernel);
     config.initrd = args.initrd.clone();
