@@ -1,8 +1,10 @@
 # Power-button guest: finds the virtio-input device, offers its event queue
-# eight 8-byte buffers, prints "button ready", then "tick <n>" lines while
-# it polls the used ring. On KEY_POWER pressed (EV_KEY, code 116, value 1)
-# it prints "power button" and resets through the i8042, which is how the
-# microvm powers off. Other events are offered back to the device.
+# eight 8-byte buffers, prints "button ready", then "tick <n>" lines (one
+# per 2^28 TSC cycles, a tenth to a quarter of a second) while it polls the
+# used ring. On KEY_POWER pressed (EV_KEY, code 116, value 1) it prints
+# "power button" and resets through the i8042, which is how the microvm
+# powers off. Other events are offered back to the device. Nobody pressing
+# it for 1200 ticks (a test that failed and left it running) ends it too.
 
         .include "common.S"
         .include "virtio.S"
@@ -10,6 +12,7 @@
         .set EV_KEY, 1
         .set KEY_POWER, 116
         .set INPUT_ID, 18
+        .set TICKS, 1200
 
         .text
         .globl _start
@@ -56,20 +59,34 @@ found:
 
         xor %r13d, %r13d                # used entries seen
         xor %r14d, %r14d                # ticks printed
-        xor %r15d, %r15d                # polls
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        mov %rdx, %r15                  # TSC at the last tick
 poll:   movzwl used+2(%rip), %eax
         cmp %r13w, %ax
         jne event
-        inc %r15d
-        test $0x1ffff, %r15d
-        jnz poll
+        rdtsc
+        shl $32, %rdx
+        or %rax, %rdx
+        mov %rdx, %rax
+        sub %r15, %rax
+        cmp $(1 << 28), %rax
+        jb poll
+        mov %rdx, %r15
         inc %r14
+        cmp $TICKS, %r14
+        ja give_up
         lea s_tick(%rip), %rsi
         call puts
         mov %r14, %rdi
         call puthex
         call putnl
         jmp poll
+give_up:
+        lea s_gave_up(%rip), %rsi
+        call puts
+        jmp reset
 
 event:  mov %r13d, %eax
         and $(QSIZE - 1), %eax
@@ -105,6 +122,7 @@ s_none:  .asciz "no virtio-input device\n"
 s_ready: .asciz "button ready\n"
 s_tick:  .asciz "tick "
 s_power: .asciz "power button\n"
+s_gave_up: .asciz "nobody pressed the button; giving up\n"
 
         .bss
         .align 16
