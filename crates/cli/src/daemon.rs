@@ -28,11 +28,14 @@ pub struct Args {
     pub cpu_overcommit: f64,
 }
 
+/// The largest overcommit ratio accepted.
+const MAX_RATIO: f64 = 1000.0;
+
 fn parse_ratio(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 1000.0 => Ok(r),
+        Ok(r) if r.is_finite() && r > 0.0 && r <= MAX_RATIO => Ok(r),
         _ => Err(format!(
-            "invalid ratio '{s}': give a number above 0 such as 1.0 or 4"
+            "invalid ratio '{s}': give a number above 0 and at most {MAX_RATIO}, such as 1.0 or 4"
         )),
     }
 }
@@ -74,4 +77,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         daemon.shutdown().await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_above_zero_up_to_the_bound() {
+        assert_eq!(parse_ratio("1.5"), Ok(1.5));
+        assert_eq!(parse_ratio("1000"), Ok(1000.0));
+        for bad in ["0", "-1", "1001", "nan", "inf", "x"] {
+            let err = parse_ratio(bad).unwrap_err();
+            assert!(err.contains("at most 1000"), "{bad}: {err}");
+        }
+    }
 }
