@@ -67,7 +67,7 @@ export VESSEL_SOCKET=$work/vessel.sock
 "$vessel" daemon --socket "$VESSEL_SOCKET" --state-dir "$work/state" --allow-dir "$work" 2>"$work/daemon.log" &
 daemon_pid=$!
 cleanup() {
-    "$vessel" rm -f demo-vm demo-box >/dev/null 2>&1 || true
+    "$vessel" rm -f demo-vm demo-box demo-pc >/dev/null 2>&1 || true
     kill "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
     rm -rf "$work"
@@ -81,11 +81,32 @@ echo "\$ vessel create demo-vm --vm -- debian-riscv64 --memory 256M --cpus 2"
 "$vessel" create demo-vm --vm -- debian-riscv64 --memory 256M --cpus 2
 echo "\$ vessel create demo-box --container --bundle box"
 "$vessel" create demo-box --container --bundle "$work/box"
+# Hardware-assisted: an x86_64 guest on KVM. Linux needs real VT-x/AMD-V
+# to boot in useful time, so the demo runs the KVM engine's small test
+# guest (crates/x86/tests/guests/button.S) where /dev/kvm opens.
+pc=""
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && command -v as >/dev/null; then
+    guests=crates/x86/tests/guests
+    as --64 -I "$guests" -o "$work/pc.o" "$guests/button.S"
+    ld -static -nostdlib --build-id=none -z max-page-size=0x1000 --no-warn-rwx-segments \
+        -T "$guests/guest.ld" -o "$work/pc.elf" "$work/pc.o"
+    echo "\$ vessel create demo-pc --vm -- --arch x86_64 --engine kvm --kernel pc.elf --memory 64M"
+    "$vessel" create demo-pc --vm -- --arch x86_64 --engine kvm --kernel "$work/pc.elf" --memory 64M
+    pc=demo-pc
+fi
 "$vessel" start demo-vm >/dev/null
 "$vessel" start demo-box >/dev/null
+[ -n "$pc" ] && "$vessel" start "$pc" >/dev/null
 echo "\$ vessel ls"
 "$vessel" ls
+if [ -n "$pc" ]; then
+    for _ in $(seq 100); do grep -q "button ready" "$work/state/instances/demo-pc/console.log" 2>/dev/null && break; sleep 0.1; done
+    echo "\$ vessel stop demo-pc   (presses its virtio-input power button; the guest powers off)"
+    "$vessel" stop demo-pc
+    echo "\$ vessel logs demo-pc | tail -2"
+    "$vessel" logs demo-pc | tail -2
+fi
 echo "\$ vessel exec demo-box -- hostname"
 "$vessel" exec demo-box -- hostname
-echo "\$ vessel rm -f demo-vm demo-box"
-"$vessel" rm -f demo-vm demo-box
+echo "\$ vessel ls   (the instances are removed when the demo ends)"
+"$vessel" ls
