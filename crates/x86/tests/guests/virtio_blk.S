@@ -10,9 +10,7 @@
 #   done
 
         .include "common.S"
-
-        .set MMIO, 0xd0000000
-        .set QSIZE, 8
+        .include "virtio.S"
 
         .text
         .globl _start
@@ -30,32 +28,8 @@ _start:
         cmpl $2, 0x008(%rbx)
         jne bad_device
 
-        movl $0, 0x070(%rbx)            # reset
-        movl $1, 0x070(%rbx)            # ACKNOWLEDGE
-        movl $3, 0x070(%rbx)            # | DRIVER
-        movl $1, 0x024(%rbx)            # driver features, high word:
-        movl $1, 0x020(%rbx)            #   VIRTIO_F_VERSION_1 only
-        movl $0, 0x024(%rbx)
-        movl $0, 0x020(%rbx)
-        movl $11, 0x070(%rbx)           # | FEATURES_OK
-        testl $8, 0x070(%rbx)
-        jz bad_device
-
-        movl $0, 0x030(%rbx)            # queue 0
-        cmpl $QSIZE, 0x034(%rbx)        # QueueNumMax >= QSIZE
-        jb bad_device
-        movl $QSIZE, 0x038(%rbx)
-        lea desc(%rip), %rax
-        mov %eax, 0x080(%rbx)
-        movl $0, 0x084(%rbx)
-        lea avail(%rip), %rax
-        mov %eax, 0x090(%rbx)
-        movl $0, 0x094(%rbx)
-        lea used(%rip), %rax
-        mov %eax, 0x0a0(%rbx)
-        movl $0, 0x0a4(%rbx)
-        movl $1, 0x044(%rbx)            # QueueReady
-        movl $15, 0x070(%rbx)           # | DRIVER_OK
+        call setup                      # VERSION_1, queue 0 (virtio.S)
+        jz reset
 
         # Read sector 0: header, 512 device-writable bytes, status.
         movl $0, hdr(%rip)              # VIRTIO_BLK_T_IN
@@ -135,23 +109,7 @@ submit:
         movl $1, 40(%rdi)
         movw $2, 44(%rdi)
         movw $0, 46(%rdi)
-        movzwl avail+2(%rip), %eax      # avail.ring[idx % QSIZE] = 0
-        mov %eax, %ecx
-        and $(QSIZE - 1), %ecx
-        lea avail+4(%rip), %rdi
-        movw $0, (%rdi,%rcx,2)
-        inc %eax
-        mfence
-        mov %ax, avail+2(%rip)          # publish
-        mfence
-        mov %eax, %r9d
-        movl $0, 0x050(%rbx)            # QueueNotify 0
-1:      movzwl used+2(%rip), %eax
-        cmp %r9w, %ax
-        je 2f
-        pause
-        jmp 1b
-2:      ret
+        jmp kick                        # offer descriptor 0, wait (virtio.S)
 
 bad_device:
         lea s_bad(%rip), %rsi
@@ -160,7 +118,6 @@ bad_device:
 
         .section .rodata
 s_device:  .asciz "virtio device "
-s_bad:     .asciz "bad device\n"
 s_read:    .asciz "read status "
 s_sector0: .asciz "sector0 "
 s_write:   .asciz "write status "
@@ -174,12 +131,6 @@ hdr:    .long 0, 0
 status: .byte 0
 
         .bss
-        .align 4096
-desc:   .skip 16 * QSIZE
-        .align 4096
-avail:  .skip 6 + 2 * QSIZE
-        .align 4096
-used:   .skip 6 + 8 * QSIZE
         .align 512
 sector: .skip 512
 outbuf: .skip 512
