@@ -164,6 +164,27 @@ pub struct Finished {
     pub message: Option<String>,
 }
 
+impl Finished {
+    /// A clean end (code 0) with nothing to say.
+    fn quiet(reason: &'static str) -> Finished {
+        Finished {
+            code: 0,
+            reason,
+            message: None,
+        }
+    }
+
+    /// An end whose `message` is said on stderr and kept for the record.
+    fn said(reason: &'static str, code: u8, message: String) -> Finished {
+        eprintln!("vessel: {message}");
+        Finished {
+            code,
+            reason,
+            message: Some(message),
+        }
+    }
+}
+
 pub use vessel_api::parse_size;
 
 /// Parse a `--disk` value.

@@ -168,25 +168,10 @@ fn finish(report: vessel_boards::riscv64::RunReport) -> Finished {
         );
     }
 
-    let said = |reason: &'static str, code: u8, message: String| {
-        eprintln!("vessel: {message}");
-        Finished {
-            code,
-            reason,
-            message: Some(message),
-        }
-    };
+    let said = Finished::said;
     match report.outcome {
-        Outcome::Stopped(StopReason::PowerOff) => Finished {
-            code: 0,
-            reason: "powered_off",
-            message: None,
-        },
-        Outcome::Stopped(StopReason::Quit) => Finished {
-            code: 0,
-            reason: "quit",
-            message: None,
-        },
+        Outcome::Stopped(StopReason::PowerOff) => Finished::quiet("powered_off"),
+        Outcome::Stopped(StopReason::Quit) => Finished::quiet("quit"),
         Outcome::Stopped(StopReason::Reset) => said(
             "reset",
             0,

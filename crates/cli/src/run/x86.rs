@@ -203,19 +203,8 @@ fn finish(
     shutdown: bool,
     quit: bool,
 ) -> Finished {
-    let said = |reason: &'static str, code: u8, message: String| {
-        eprintln!("vessel: {message}");
-        Finished {
-            code,
-            reason,
-            message: Some(message),
-        }
-    };
-    let quiet = |reason: &'static str| Finished {
-        code: 0,
-        reason,
-        message: None,
-    };
+    let said = Finished::said;
+    let quiet = Finished::quiet;
     let panicked = panic_line.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(line) = panicked {
         return said(
