@@ -47,6 +47,10 @@ struct Block {
     epoch: u64,
     /// Each operation with its raw bits (16 or 32; the length follows from them).
     insts: Vec<(Op, u32)>,
+    /// No instruction in it can change privilege, translation or the block
+    /// epoch, so its successor on the same guest page may run without a new
+    /// fetch translation.
+    chains: bool,
 }
 
 /// Whether a block must end after `inst`.
@@ -67,6 +71,38 @@ fn ends_block(inst: &Instruction) -> bool {
             | I::Csr { .. }
             | I::Illegal { .. }
     )
+}
+
+/// Whether `op` leaves privilege, address translation and the block epoch
+/// alone, whatever its operands (lowered operations never touch them; of the
+/// rest, system instructions, CSR accesses and `fence.i` may).
+fn chains_through(op: &Op) -> bool {
+    use Instruction as I;
+    match op {
+        Op::Other(inst) => matches!(
+            inst,
+            I::Lui { .. }
+                | I::Auipc { .. }
+                | I::Jal { .. }
+                | I::Jalr { .. }
+                | I::Branch { .. }
+                | I::Load { .. }
+                | I::Store { .. }
+                | I::OpImm { .. }
+                | I::OpImm32 { .. }
+                | I::Op { .. }
+                | I::Op32 { .. }
+                | I::Fence
+                | I::Lr { .. }
+                | I::Sc { .. }
+                | I::Amo { .. }
+                | I::FLoad { .. }
+                | I::FStore { .. }
+                | I::Fma { .. }
+                | I::Fp { .. }
+        ),
+        _ => true,
+    }
 }
 
 /// A decoded instruction, valid while the bits at `paddr` still equal `raw`
@@ -159,6 +195,7 @@ impl Hart {
                     paddr: u64::MAX,
                     epoch: 0,
                     insts: Vec::new(),
+                    chains: false,
                 })
                 .collect(),
             block_epoch: 1,
@@ -268,20 +305,9 @@ impl Hart {
                 }
                 countdown = IRQ_CHECK_INTERVAL.min(end - self.instret);
             }
-            // Find (or build) the decoded block at pc.
-            let idx = match self.fetch_host() {
-                Ok((paddr, host)) => {
-                    let idx = (paddr >> 1) as usize & (BLOCKS - 1);
-                    let b = &self.blocks[idx];
-                    if b.paddr != paddr || b.epoch != self.block_epoch {
-                        self.build_block(idx, paddr, host);
-                    }
-                    if self.blocks[idx].insts.is_empty() {
-                        None // straddles a page: single-step it
-                    } else {
-                        Some(idx)
-                    }
-                }
+            // Translate pc once, then run blocks while they chain.
+            let (mut paddr, host) = match self.fetch_host() {
+                Ok(found) => found,
                 Err(t) => {
                     if let Some(exit) = self.trap(t) {
                         return exit;
@@ -290,40 +316,67 @@ impl Hart {
                     continue;
                 }
             };
-            let Some(idx) = idx else {
-                countdown -= 1;
-                match self.step(mmio) {
-                    Ok(Flow::Next) => {}
-                    Ok(Flow::CheckIrq) => countdown = 0,
-                    Ok(Flow::Wfi) => return Exit::Wfi,
-                    Err(t) => {
+            // The guest page this translation covers: while pc stays on it
+            // and nothing changed the translation, it still holds.
+            let vpage = self.pc & !0xfff;
+            let ppage = paddr & !0xfff;
+            let host_page = host - (paddr & 0xfff) as usize;
+            loop {
+                // Find (or build) the decoded block at paddr.
+                let idx = (paddr >> 1) as usize & (BLOCKS - 1);
+                let b = &self.blocks[idx];
+                if b.paddr != paddr || b.epoch != self.block_epoch {
+                    self.build_block(idx, paddr, host_page + (paddr & 0xfff) as usize);
+                }
+                if self.blocks[idx].insts.is_empty() {
+                    // Straddles a page: single-step it.
+                    countdown -= 1;
+                    match self.step(mmio) {
+                        Ok(Flow::Next) => {}
+                        Ok(Flow::CheckIrq) => countdown = 0,
+                        Ok(Flow::Wfi) => return Exit::Wfi,
+                        Err(t) => {
+                            if let Some(exit) = self.trap(t) {
+                                return exit;
+                            }
+                            countdown = 0;
+                        }
+                    }
+                    break;
+                }
+                // Borrow the block's instructions out of the cache while they
+                // run (nothing executed inside a block rebuilds blocks).
+                let chains = self.blocks[idx].chains;
+                let insts = std::mem::take(&mut self.blocks[idx].insts);
+                let (done, end_of_block) = self.run_block(&insts, countdown, mmio);
+                self.blocks[idx].insts = insts;
+                countdown -= done;
+                if done > 0 {
+                    self.traps_in_a_row = 0;
+                }
+                match end_of_block {
+                    BlockEnd::Next => {}
+                    BlockEnd::CheckIrq => {
+                        countdown = 0;
+                        break;
+                    }
+                    BlockEnd::Wfi => return Exit::Wfi,
+                    BlockEnd::Trap(t) => {
                         if let Some(exit) = self.trap(t) {
                             return exit;
                         }
                         countdown = 0;
+                        break;
                     }
                 }
-                continue;
-            };
-            // Borrow the block's instructions out of the cache while they run
-            // (nothing executed inside a block rebuilds blocks).
-            let insts = std::mem::take(&mut self.blocks[idx].insts);
-            let (done, end_of_block) = self.run_block(&insts, countdown, mmio);
-            self.blocks[idx].insts = insts;
-            countdown -= done;
-            if done > 0 {
-                self.traps_in_a_row = 0;
-            }
-            match end_of_block {
-                BlockEnd::Next => {}
-                BlockEnd::CheckIrq => countdown = 0,
-                BlockEnd::Wfi => return Exit::Wfi,
-                BlockEnd::Trap(t) => {
-                    if let Some(exit) = self.trap(t) {
-                        return exit;
-                    }
-                    countdown = 0;
+                // Chain to the successor without the fetch TLB: the whole
+                // block ran (countdown left), its instructions cannot change
+                // privilege or translation (`chains`), and pc is on the same
+                // guest page, so it maps to the same physical page.
+                if countdown == 0 || !chains || self.pc & !0xfff != vpage {
+                    break;
                 }
+                paddr = ppage | (self.pc & 0xfff);
             }
         }
     }
@@ -441,6 +494,7 @@ impl Hart {
             }
         }
         let b = &mut self.blocks[idx];
+        b.chains = insts.iter().all(|(op, _)| chains_through(op));
         b.insts = insts;
         b.paddr = paddr;
         b.epoch = self.block_epoch;
@@ -506,5 +560,84 @@ fn decode_raw(raw: u32) -> Instruction {
         decode(raw)
     } else {
         decode_compressed(raw as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoMmio;
+
+    const BASE: u64 = 0x8000_0000;
+
+    fn hart_with(code: &[(u64, u32)]) -> Hart {
+        let mem = vessel_machine::create_guest_memory(&[(BASE, 1 << 16)]).unwrap();
+        let ram = Ram::new(&mem).unwrap();
+        for &(off, w) in code {
+            ram.write(BASE + off, 4, w as u64).unwrap();
+        }
+        let mut h = Hart::new(
+            HartConfig::default(),
+            ram,
+            Clock::new(10_000_000),
+            HartIrq::new(),
+        );
+        h.set_pc(BASE);
+        h
+    }
+
+    #[test]
+    fn only_instructions_that_keep_the_translation_chain() {
+        for (raw, chains) in [
+            (0x0015_0513, true),  // addi a0, a0, 1
+            (0x0062_a023, true),  // sw t1, 0(t0)
+            (0xff1f_f06f, true),  // j -16
+            (0x0000_000f, true),  // fence
+            (0x0000_100f, false), // fence.i
+            (0x1800_9073, false), // csrw satp, ra
+            (0x3020_0073, false), // mret
+            (0x1020_0073, false), // sret
+            (0x1200_0073, false), // sfence.vma
+            (0x0000_0073, false), // ecall
+            (0x0000_0000, false), // illegal
+        ] {
+            let op = lower(decode_raw(raw));
+            assert_eq!(chains_through(&op), chains, "{raw:#010x}");
+        }
+    }
+
+    /// A loop of chained blocks that rewrites its own first instruction and
+    /// runs `fence.i` runs the new instruction on the next round.
+    #[test]
+    fn chained_blocks_see_code_rewritten_before_fence_i() {
+        let mut h = hart_with(&[
+            (0, 0x0015_0513),  // addi a0, a0, 1
+            (4, 0x0040_006f),  // j +4 (a block that chains to the next)
+            (8, 0x0062_a023),  // sw t1, 0(t0)
+            (12, 0x0000_100f), // fence.i
+            (16, 0xff1f_f06f), // j -16
+        ]);
+        h.set_reg(5, BASE);
+        h.set_reg(6, 0x0645_0513); // addi a0, a0, 100
+        assert_eq!(h.run(&mut NoMmio, 6), Exit::Budget);
+        assert_eq!(h.reg(10), 101);
+    }
+
+    /// Blocks chain across jumps within a page and not across pages; both
+    /// give the same result, and the budget still holds exactly.
+    #[test]
+    fn chaining_across_and_within_pages_keeps_the_count() {
+        let mut h = hart_with(&[
+            (0xff8, 0x0015_0513),  // addi a0, a0, 1
+            (0xffc, 0x0040_006f),  // j +4 (to the next page)
+            (0x1000, 0x0015_0513), // addi a0, a0, 1
+            (0x1004, 0x0040_006f), // j +4 (same page)
+            (0x1008, 0xff1f_f06f), // j -16 (back to the first page)
+        ]);
+        h.set_pc(BASE + 0xff8);
+        assert_eq!(h.run(&mut NoMmio, 1003), Exit::Budget);
+        assert_eq!(h.instret(), 1003);
+        assert_eq!(h.reg(10), 402);
+        assert_eq!(h.pc(), BASE + 0x1004);
     }
 }
