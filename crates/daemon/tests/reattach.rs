@@ -262,7 +262,7 @@ async fn sigkilled_daemon_reattaches_to_running_guests_and_marks_the_dead() {
         let mut console = c.console(name, true, 0).await.unwrap();
         // Live output: a tick (read as it comes; `without_ticks` would
         // take whole tick lines out and see one only when a read splits it).
-        common::read_console_until(&mut console, "tick", |s| s.to_string()).await;
+        common::read_console_until(&mut console, "tick", str::to_string).await;
         let word = format!("ping-{name}");
         console.write_all(word.as_bytes()).await.unwrap();
         common::read_console_until(&mut console, &word, without_ticks).await;

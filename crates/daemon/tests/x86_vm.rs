@@ -47,7 +47,7 @@ async fn an_x86_vm_has_a_console_pauses_and_stops_through_its_power_button() {
     c.create(&create).await.unwrap();
     c.start("pc").await.unwrap();
     let mut console = c.console("pc", false, 1 << 16).await.unwrap();
-    read_console_until(&mut console, "button ready", |s| s.to_string()).await;
+    read_console_until(&mut console, "button ready", str::to_string).await;
 
     let paused = c.pause("pc").await.unwrap();
     assert_eq!(paused.state, InstanceState::Paused);
@@ -57,7 +57,7 @@ async fn an_x86_vm_has_a_console_pauses_and_stops_through_its_power_button() {
     // It runs again: new ticks come (the console gives only live output
     // once attached).
     let mut live = c.console("pc", false, 0).await.unwrap();
-    read_console_until(&mut live, "tick ", |s| s.to_string()).await;
+    read_console_until(&mut live, "tick ", str::to_string).await;
 
     let stopped = c.stop("pc", Some(60)).await.unwrap();
     assert_eq!(stopped.state, InstanceState::Stopped);
