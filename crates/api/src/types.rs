@@ -64,11 +64,34 @@ impl InstanceSpec {
                 Ok(())
             }
             InstanceSpec::Container(c) => {
-                if c.bundle.is_empty() || !c.bundle.starts_with('/') {
-                    return Err(SpecError::BundleNotAbsolute(c.bundle.clone()));
+                let Some(rootfs) = &c.rootfs else {
+                    if !c.command.is_empty() {
+                        return Err(SpecError::CommandWithoutRootfs);
+                    }
+                    if c.bundle.is_empty() || !c.bundle.starts_with('/') {
+                        return Err(SpecError::BundleNotAbsolute(c.bundle.clone()));
+                    }
+                    if c.bundle.len() > MAX_ARG_LEN || c.bundle.contains('\0') {
+                        return Err(SpecError::BadBundle);
+                    }
+                    return Ok(());
+                };
+                if !c.bundle.is_empty() {
+                    return Err(SpecError::BundleAndRootfs);
                 }
-                if c.bundle.len() > MAX_ARG_LEN || c.bundle.contains('\0') {
-                    return Err(SpecError::BadBundle);
+                if !rootfs.starts_with('/') {
+                    return Err(SpecError::RootfsNotAbsolute(rootfs.clone()));
+                }
+                if rootfs.len() > MAX_ARG_LEN || rootfs.contains('\0') {
+                    return Err(SpecError::BadRootfs);
+                }
+                if c.command.len() > MAX_VM_ARGS {
+                    return Err(SpecError::TooManyCommandArgs(c.command.len()));
+                }
+                for (index, arg) in c.command.iter().enumerate() {
+                    if arg.len() > MAX_ARG_LEN || arg.contains('\0') {
+                        return Err(SpecError::BadCommandArg(index));
+                    }
                 }
                 Ok(())
             }
@@ -85,11 +108,20 @@ pub struct VmSpec {
     pub args: Vec<String>,
 }
 
-/// A container: an OCI bundle directory (holding `config.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A container: an OCI bundle directory (holding `config.json`), or a root
+/// file system and a command, for which the daemon writes a default config
+/// (as `podman run --rootfs`): the instance then records that bundle, under
+/// its own directory, in `bundle`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
+    #[serde(default)]
     pub bundle: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<String>,
+    /// The command run in `rootfs` (default `sh`), on a terminal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// `POST /v1/instances`.
@@ -351,6 +383,22 @@ pub enum SpecError {
     BundleNotAbsolute(String),
     #[error("spec.bundle is too long or contains a NUL byte")]
     BadBundle,
+    #[error("spec.command goes with spec.rootfs: a bundle's command is in its config.json")]
+    CommandWithoutRootfs,
+    #[error("give spec.bundle or spec.rootfs, not both")]
+    BundleAndRootfs,
+    #[error(
+        "spec.rootfs {0:?} is not an absolute path: give the root file system as /path/to/rootfs"
+    )]
+    RootfsNotAbsolute(String),
+    #[error("spec.rootfs is too long or contains a NUL byte")]
+    BadRootfs,
+    #[error("spec.command has {0} arguments; at most {MAX_VM_ARGS} are allowed")]
+    TooManyCommandArgs(usize),
+    #[error("spec.command[{0}] is longer than {MAX_ARG_LEN} bytes or contains a NUL byte")]
+    BadCommandArg(usize),
+    #[error("spec.rootfs: {0}")]
+    RootfsUnusable(String),
 }
 
 /// Instance names: 1 to 63 of `[A-Za-z0-9_.-]`, starting with a letter or
@@ -452,6 +500,7 @@ mod tests {
         let c = |b: &str| {
             InstanceSpec::Container(ContainerSpec {
                 bundle: b.to_string(),
+                ..Default::default()
             })
         };
         assert_eq!(c("/srv/bundle").validate(), Ok(()));
@@ -459,5 +508,34 @@ mod tests {
             c("rel/bundle").validate(),
             Err(SpecError::BundleNotAbsolute(_))
         ));
+        let r = |rootfs: &str, bundle: &str, command: &[&str]| {
+            InstanceSpec::Container(ContainerSpec {
+                bundle: bundle.to_string(),
+                rootfs: Some(rootfs.to_string()),
+                command: command.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        assert_eq!(r("/srv/rootfs", "", &["sleep", "1"]).validate(), Ok(()));
+        assert!(matches!(
+            r("rootfs", "", &[]).validate(),
+            Err(SpecError::RootfsNotAbsolute(_))
+        ));
+        assert_eq!(
+            r("/srv/rootfs", "/srv/bundle", &[]).validate(),
+            Err(SpecError::BundleAndRootfs)
+        );
+        assert_eq!(
+            r("/srv/rootfs", "", &["a\0b"]).validate(),
+            Err(SpecError::BadCommandArg(0))
+        );
+        let command_alone = InstanceSpec::Container(ContainerSpec {
+            bundle: "/srv/bundle".into(),
+            command: vec!["sh".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            command_alone.validate(),
+            Err(SpecError::CommandWithoutRootfs)
+        );
     }
 }

@@ -14,7 +14,8 @@ use vessel_api::{
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an instance: `vessel create NAME --vm -- RUN FLAGS` or `--container --bundle DIR`.
+    /// Create an instance: `vessel create NAME --vm -- RUN FLAGS`, `--container --bundle DIR`
+    /// or `--container --rootfs DIR -- CMD ARGS`.
     Create(CreateArgs),
     /// Start an instance's process.
     Start(NameArgs),
@@ -63,12 +64,21 @@ pub struct CreateArgs {
         required_unless_present = "container"
     )]
     pub vm: bool,
-    /// An OCI container from a bundle directory.
-    #[arg(long, requires = "bundle")]
+    /// An OCI container: from a bundle directory, or a root file system and
+    /// the command after `--` (default `sh`, on a terminal).
+    #[arg(long)]
     pub container: bool,
     /// The container's OCI bundle (a directory with config.json and the rootfs).
-    #[arg(long, value_name = "DIR", requires = "container")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "container",
+        conflicts_with = "rootfs"
+    )]
     pub bundle: Option<PathBuf>,
+    /// The container's root file system; the daemon writes its config.
+    #[arg(long, value_name = "DIR", requires = "container")]
+    pub rootfs: Option<PathBuf>,
     /// Start it right away.
     #[arg(long)]
     pub start: bool,
@@ -149,17 +159,33 @@ async fn run_async(command: Command, client: Client) -> anyhow::Result<ExitCode>
     match command {
         Command::Create(args) => {
             let spec = if args.container {
-                if !args.run_args.is_empty() {
-                    anyhow::bail!(
-                        "a container takes no `--` arguments: its process is in the bundle's config.json"
-                    );
+                let absolute = |flag: &str, p: PathBuf| -> anyhow::Result<String> {
+                    let p = std::path::absolute(&p)
+                        .with_context(|| format!("{flag} {}", p.display()))?;
+                    Ok(p.to_string_lossy().into_owned())
+                };
+                match (args.bundle, args.rootfs) {
+                    (Some(bundle), _) => {
+                        if !args.run_args.is_empty() {
+                            anyhow::bail!(
+                                "a bundle's command is in its config.json: drop the `--` \
+                                 arguments, or give --rootfs DIR -- CMD ARGS instead"
+                            );
+                        }
+                        InstanceSpec::Container(ContainerSpec {
+                            bundle: absolute("--bundle", bundle)?,
+                            ..Default::default()
+                        })
+                    }
+                    (None, Some(rootfs)) => InstanceSpec::Container(ContainerSpec {
+                        rootfs: Some(absolute("--rootfs", rootfs)?),
+                        command: args.run_args,
+                        ..Default::default()
+                    }),
+                    (None, None) => anyhow::bail!(
+                        "a container needs --bundle DIR (with config.json) or --rootfs DIR -- CMD ARGS"
+                    ),
                 }
-                let bundle = args.bundle.unwrap_or_default();
-                let bundle = std::path::absolute(&bundle)
-                    .with_context(|| format!("--bundle {}", bundle.display()))?;
-                InstanceSpec::Container(ContainerSpec {
-                    bundle: bundle.to_string_lossy().into_owned(),
-                })
             } else {
                 InstanceSpec::Vm(VmSpec {
                     args: absolute_file_args(args.run_args),

@@ -399,8 +399,9 @@ pub struct ContainerRun {
     pub terminal: Option<bool>,
 }
 
-/// Writes the default config for `c.rootfs` into `dir` (a new bundle).
-fn write_default_bundle(c: &ContainerRun, rootfs: &Path, id: &str, dir: &Path) -> Result<()> {
+/// Writes the default config for `rootfs` into `dir` (a new bundle), with
+/// `c`'s command, terminal, host name (default `id`) and memory limit.
+pub fn write_default_bundle(c: &ContainerRun, rootfs: &Path, id: &str, dir: &Path) -> Result<()> {
     let rootfs = std::fs::canonicalize(rootfs).map_err(|source| Error::Io {
         what: "cannot open the rootfs",
         path: rootfs.to_owned(),

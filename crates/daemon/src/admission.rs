@@ -178,7 +178,11 @@ pub fn prepare(
             let (bundle, json) = allowed.check_bundle(&c.bundle)?;
             let resources = container_resources(&bundle.join("config.json"), &json)?;
             let bundle = bundle.to_string_lossy().into_owned();
-            Ok((InstanceSpec::Container(ContainerSpec { bundle }), resources))
+            let spec = ContainerSpec {
+                bundle,
+                ..c.clone()
+            };
+            Ok((InstanceSpec::Container(spec), resources))
         }
     }
 }

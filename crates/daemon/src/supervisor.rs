@@ -34,8 +34,8 @@ use thiserror::Error;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use vessel_api::{
-    CreateInstance, ExitReason, ExitStatus, Instance, InstanceKind, InstanceSpec, InstanceState,
-    SpecError, validate_name,
+    ContainerSpec, CreateInstance, ExitReason, ExitStatus, Instance, InstanceKind, InstanceSpec,
+    InstanceState, SpecError, validate_name,
 };
 use vessel_control::ExitRecord;
 
@@ -198,9 +198,64 @@ impl Supervisor {
         Ok(self.store.get(name)?)
     }
 
-    pub async fn create(&self, request: CreateInstance) -> Result<Instance, SupervisorError> {
+    pub async fn create(&self, mut request: CreateInstance) -> Result<Instance, SupervisorError> {
         validate_name(&request.name)?;
         request.spec.validate()?;
+        let _guard = self.lock(&request.name).await;
+        let dir = self.config.instance_dir(&request.name);
+        // A rootfs container: its bundle is written under the instance's
+        // directory (and removed again if the create fails).
+        let mut written = false;
+        if let InstanceSpec::Container(c) = &request.spec
+            && let Some(rootfs) = &c.rootfs
+        {
+            if self.store.get(&request.name).is_ok() {
+                return Err(StoreError::Exists(request.name).into());
+            }
+            let bundle = self.write_rootfs_bundle(&request.name, rootfs, &c.command)?;
+            written = true;
+            request.spec = InstanceSpec::Container(ContainerSpec {
+                bundle,
+                ..c.clone()
+            });
+        }
+        let created = self.insert_created(request, &dir);
+        if created.is_err() && written {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        created
+    }
+
+    /// Write the default bundle of a container that gives a rootfs and a
+    /// command (as `vessel run --container --rootfs` does, on a terminal
+    /// for `vessel console`); returns the bundle's path.
+    fn write_rootfs_bundle(
+        &self,
+        name: &str,
+        rootfs: &str,
+        command: &[String],
+    ) -> Result<String, SupervisorError> {
+        let allowed = crate::allowed::AllowedDirs::new(&self.config.allow_dirs);
+        let rootfs = allowed
+            .check("spec.rootfs", rootfs)
+            .map_err(AdmissionError::from)?;
+        let bundle = self.config.instance_dir(name).join("bundle");
+        let run = vessel_container::ContainerRun {
+            args: command.to_vec(),
+            terminal: Some(true),
+            ..Default::default()
+        };
+        vessel_container::foreground::write_default_bundle(&run, &rootfs, name, &bundle)
+            .map_err(|e| SupervisorError::Invalid(SpecError::RootfsUnusable(e.to_string())))?;
+        Ok(bundle.to_string_lossy().into_owned())
+    }
+
+    /// Check the spec's paths and resources and record the instance.
+    fn insert_created(
+        &self,
+        request: CreateInstance,
+        dir: &Path,
+    ) -> Result<Instance, SupervisorError> {
         // Paths first, so that nothing is told about files outside the
         // allowed dirs.
         let (spec, resources) = admission::prepare(&self.config, &request.spec)?;
@@ -210,8 +265,7 @@ impl Supervisor {
                 return Err(SupervisorError::NoBundle(PathBuf::from(&c.bundle)));
             }
         }
-        let _guard = self.lock(&request.name).await;
-        let dir = self.config.instance_dir(&request.name);
+        let dir = dir.to_path_buf();
         let instance = Instance {
             kind: spec.kind(),
             spec,

@@ -416,6 +416,7 @@ async fn container_needs_a_bundle_and_records_start_failures() {
             name: "box".into(),
             spec: InstanceSpec::Container(ContainerSpec {
                 bundle: bundle.to_string_lossy().into_owned(),
+                ..Default::default()
             }),
             restart: Default::default(),
         })

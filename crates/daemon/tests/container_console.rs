@@ -392,3 +392,87 @@ async fn a_container_survives_a_sigkilled_daemon_with_its_console() {
     drop(daemon);
     drop(leftover);
 }
+
+/// `vessel create NAME --container --rootfs DIR -- CMD ARGS`, as a user types
+/// it: the daemon writes the bundle (the command on a terminal, the host
+/// name the instance's), the container runs it, `vessel exec` reaches it,
+/// and `inspect` shows the rootfs and command. A rootfs that is not there
+/// is refused with a 4xx and leaves no record or directory behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rootfs_container_created_from_the_cli_runs_its_command() {
+    let Some(runtime) = busybox::runtime_binary() else {
+        return;
+    };
+    let vessel = busybox::vessel_binary().unwrap();
+    let mut d = busybox::daemon(&runtime, |_| {}).await;
+    let socket = d.daemon.as_ref().unwrap().socket().to_path_buf();
+    let rootfs = busybox::bundle(d.dir.path(), "fs", &busybox::config(&["sh"])).join("rootfs");
+    let cli = |args: &[&str]| {
+        Command::new(&vessel)
+            .env("VESSEL_SOCKET", &socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let rootfs_arg = rootfs.to_string_lossy().into_owned();
+    let out = cli(&[
+        "create",
+        "rfs",
+        "--container",
+        "--rootfs",
+        &rootfs_arg,
+        "--start",
+        "--",
+        "sh",
+        "-c",
+        "echo from-$(hostname); exec sleep 1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = &d.client;
+    let running = c.get("rfs").await.unwrap();
+    assert_eq!(running.state, InstanceState::Running);
+    common::wait_for_text(&running.log_path, "from-rfs").await;
+    let out = cli(&["exec", "rfs", "--", "hostname"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "rfs");
+    let out = cli(&["inspect", "rfs"]);
+    let inspect: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spec = &inspect["spec"];
+    assert_eq!(
+        spec["rootfs"].as_str(),
+        Some(rootfs_arg.as_str()),
+        "{inspect}"
+    );
+    assert_eq!(spec["command"][0].as_str(), Some("sh"), "{inspect}");
+    let bundle = PathBuf::from(spec["bundle"].as_str().unwrap());
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["terminal"], Value::Bool(true));
+    assert_eq!(config["hostname"].as_str(), Some("rfs"));
+    let stopped = c.stop("rfs", Some(10)).await.unwrap();
+    assert_eq!(stopped.state, InstanceState::Stopped);
+
+    // A missing rootfs (inside the allowed dirs): refused, nothing left.
+    let missing = d.dir.path().join("no-such-rootfs");
+    let out = cli(&[
+        "create",
+        "gone",
+        "--container",
+        "--rootfs",
+        &missing.to_string_lossy(),
+        "--",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.rootfs") && err.contains("HTTP 4"),
+        "{err}"
+    );
+    assert!(c.get("gone").await.is_err());
+    assert!(!d.config.instance_dir("gone").exists());
+    d.stop().await;
+}
