@@ -159,7 +159,7 @@ pub struct Args {
 pub struct Finished {
     pub code: u8,
     /// `powered_off`, `reset`, `shutdown`, `signal`, `quit`, `fail`,
-    /// `kernel_panic`, `fault`, `exited` or `error`.
+    /// `kernel_panic`, `fault` or `error`.
     pub reason: &'static str,
     pub message: Option<String>,
 }

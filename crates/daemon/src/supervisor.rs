@@ -212,7 +212,7 @@ impl Supervisor {
             if self.store.get(&request.name).is_ok() {
                 return Err(StoreError::Exists(request.name).into());
             }
-            let bundle = self.write_rootfs_bundle(&request.name, rootfs, &c.command)?;
+            let bundle = self.write_rootfs_bundle(&request.name, &dir, rootfs, &c.command)?;
             written = true;
             request.spec = InstanceSpec::Container(ContainerSpec {
                 bundle,
@@ -232,6 +232,7 @@ impl Supervisor {
     fn write_rootfs_bundle(
         &self,
         name: &str,
+        dir: &Path,
         rootfs: &str,
         command: &[String],
     ) -> Result<String, SupervisorError> {
@@ -239,7 +240,7 @@ impl Supervisor {
         let rootfs = allowed
             .check("spec.rootfs", rootfs)
             .map_err(AdmissionError::from)?;
-        let bundle = self.config.instance_dir(name).join("bundle");
+        let bundle = dir.join("bundle");
         let run = vessel_container::ContainerRun {
             args: command.to_vec(),
             terminal: Some(true),
@@ -945,6 +946,8 @@ fn from_record(record: &ExitRecord) -> (ExitReason, Option<String>) {
     }
     let reason = match record.reason.as_str() {
         "powered_off" | "reset" => ExitReason::PoweredOff,
+        // Written by x86_64 VMMs of earlier versions, still running when
+        // this daemon took over.
         "exited" if record.code == 0 => ExitReason::PoweredOff,
         "shutdown" | "signal" | "quit" => ExitReason::Stopped,
         _ => ExitReason::Crashed,

@@ -213,9 +213,12 @@ pub const VIRTIO_SLOTS: u32 = mptable::IOAPIC_PINS as u32 - VIRTIO_FIRST_GSI;
 
 /// The `n`th virtio-mmio slot.
 pub(crate) fn virtio_slot(n: u32) -> Result<MmioSlot, Error> {
+    if n >= VIRTIO_SLOTS {
+        return Err(Error::NoVirtioSlot);
+    }
     let base = VIRTIO_MMIO_START + u64::from(n) * VIRTIO_MMIO_SLOT;
     let gsi = VIRTIO_FIRST_GSI + n;
-    if gsi >= u32::from(mptable::IOAPIC_PINS) || base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
+    if base + VIRTIO_MMIO_SLOT > MMIO_GAP_END {
         return Err(Error::NoVirtioSlot);
     }
     Ok(MmioSlot {

@@ -157,8 +157,6 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
             Box::new(move |bytes: &[u8]| serial.send_all(bytes, &|| control.is_stopping()))
         }
     };
-    let quit = Arc::new(AtomicBool::new(false));
-
     if let (Some(path), Some(h)) = (&args.control_socket, &control_hub) {
         let deliver = Mutex::new(deliver);
         h.set_input(move |bytes| (deliver.lock().unwrap_or_else(|p| p.into_inner()))(bytes));
@@ -170,6 +168,8 @@ pub fn run(args: Args) -> anyhow::Result<Finished> {
     }
 
     let terminal = RawTerminal::enter().context("cannot put the terminal into raw mode")?;
+    // Ctrl-A x: the run then ends with reason `quit`.
+    let quit = Arc::new(AtomicBool::new(false));
     {
         let control = control.clone();
         let quit = quit.clone();
