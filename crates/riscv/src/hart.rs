@@ -4,6 +4,7 @@
 use crate::csr::{Csrs, MENVCFG_STCE, irqbit};
 use crate::decode::{Instruction, decode, decode_compressed};
 use crate::fastop::{Op, lower};
+use crate::jit::{self, BlockFn, Jit};
 use crate::mmu::Tlb;
 use crate::trap::{CpuFault, Exit, cause};
 use crate::{Clock, HartIrq, Mmio, Ram};
@@ -17,12 +18,29 @@ pub enum MmuMode {
     Sv48,
 }
 
-/// What a hart is: its id and its largest MMU mode. The ISA is fixed:
-/// see [`Hart::isa_string`].
+/// What a hart is: its id, its largest MMU mode and whether it compiles
+/// hot code. The ISA is fixed: see [`Hart::isa_string`].
 #[derive(Clone, Debug, Default)]
 pub struct HartConfig {
     pub hart_id: u64,
     pub mmu: MmuMode,
+    pub jit: JitMode,
+}
+
+/// Whether a hart compiles hot blocks to host code (`jit.rs`).
+/// `VESSEL_JIT=0` in the environment turns it off for every hart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitMode {
+    /// Interpret everything.
+    Off,
+    /// Compile a decoded block once it has run this many times (at least 1).
+    After(u32),
+}
+
+impl Default for JitMode {
+    fn default() -> JitMode {
+        JitMode::After(jit::HOT)
+    }
 }
 
 /// How often (in instructions) the run loop looks at interrupt wires and timers.
@@ -33,7 +51,7 @@ const MAX_TRAPS_WITHOUT_PROGRESS: u32 = 64;
 const ICACHE_BITS: usize = 12;
 const ICACHE_SIZE: usize = 1 << ICACHE_BITS;
 
-const BLOCK_BITS: usize = 14;
+const BLOCK_BITS: usize = 16;
 const BLOCKS: usize = 1 << BLOCK_BITS;
 /// Most instructions in one decoded block.
 const BLOCK_MAX: usize = 32;
@@ -51,6 +69,10 @@ struct Block {
     /// epoch, so its successor on the same guest page may run without a new
     /// fetch translation.
     chains: bool,
+    /// Its compiled code and the JIT generation it belongs to.
+    code: Option<(BlockFn, u64)>,
+    /// Runs since it was decoded (counted up to the JIT's threshold).
+    hits: u32,
 }
 
 /// Whether a block must end after `inst`.
@@ -155,6 +177,10 @@ pub struct Hart {
     pub(crate) cur_raw: u32,
     trace: bool,
     traps_in_a_row: u32,
+    /// The compiler for hot blocks (`None`: interpreter only).
+    jit: Option<Jit>,
+    /// The trap a compiled block stopped at (status `jit::TRAP`).
+    pub(crate) jit_trap: Option<crate::trap::Trap>,
 }
 
 impl std::fmt::Debug for Hart {
@@ -196,6 +222,8 @@ impl Hart {
                     epoch: 0,
                     insts: Vec::new(),
                     chains: false,
+                    code: None,
+                    hits: 0,
                 })
                 .collect(),
             block_epoch: 1,
@@ -203,9 +231,41 @@ impl Hart {
             cur_raw: 0,
             trace,
             traps_in_a_row: 0,
+            jit: None,
+            jit_trap: None,
         };
         hart.sync_mode();
+        hart.jit = match hart.config.jit {
+            JitMode::After(n) => Jit::new(hart.jit_layout(), n.max(1)),
+            JitMode::Off => None,
+        };
         hart
+    }
+
+    /// Where compiled code finds this hart's state.
+    fn jit_layout(&self) -> jit::Layout {
+        let off = |o: usize| i32::try_from(o).expect("Hart fields lie within 2 GiB of its start");
+        let tlb = std::mem::offset_of!(Hart, tlb);
+        let t = Tlb::layout();
+        jit::Layout {
+            x: off(std::mem::offset_of!(Hart, x)),
+            pc: off(std::mem::offset_of!(Hart, pc)),
+            instret: off(std::mem::offset_of!(Hart, instret)),
+            tlb_epoch: off(tlb + t.epoch),
+            tlb_load_base: off(tlb + t.load_base),
+            tlb_store_base: off(tlb + t.store_base),
+            tlb_entries: self.tlb.entries_addr(),
+            tlb_entry_shift: t.entry_shift,
+            entry_vpn: off(t.vpn),
+            entry_epoch: off(t.entry_epoch),
+            entry_host: off(t.host),
+            resv_active: self.ram.reservations_active_addr(),
+        }
+    }
+
+    /// Blocks compiled to host code so far (0 without the JIT).
+    pub fn jit_blocks(&self) -> u64 {
+        self.jit.as_ref().map_or(0, |j| j.compiled)
     }
 
     pub fn hart_id(&self) -> u64 {
@@ -326,7 +386,13 @@ impl Hart {
                 let idx = (paddr >> 1) as usize & (BLOCKS - 1);
                 let b = &self.blocks[idx];
                 if b.paddr != paddr || b.epoch != self.block_epoch {
-                    self.build_block(idx, paddr, host_page + (paddr & 0xfff) as usize);
+                    let host = host_page + (paddr & 0xfff) as usize;
+                    if b.paddr == paddr && self.unchanged(idx, host) {
+                        // Stale only by `fence.i`, same bits: keep it (and its code).
+                        self.blocks[idx].epoch = self.block_epoch;
+                    } else {
+                        self.build_block(idx, paddr, host);
+                    }
                 }
                 if self.blocks[idx].insts.is_empty() {
                     // Straddles a page: single-step it.
@@ -344,12 +410,19 @@ impl Hart {
                     }
                     break;
                 }
-                // Borrow the block's instructions out of the cache while they
-                // run (nothing executed inside a block rebuilds blocks).
                 let chains = self.blocks[idx].chains;
-                let insts = std::mem::take(&mut self.blocks[idx].insts);
-                let (done, end_of_block) = self.run_block(&insts, countdown, mmio);
-                self.blocks[idx].insts = insts;
+                let (done, end_of_block) = match self.compiled(idx, countdown) {
+                    Some(code) => self.run_compiled(code, mmio),
+                    None => {
+                        // Borrow the block's instructions out of the cache
+                        // while they run (nothing executed inside a block
+                        // rebuilds blocks).
+                        let insts = std::mem::take(&mut self.blocks[idx].insts);
+                        let r = self.run_block(&insts, countdown, mmio);
+                        self.blocks[idx].insts = insts;
+                        r
+                    }
+                };
                 countdown -= done;
                 if done > 0 {
                     self.traps_in_a_row = 0;
@@ -377,6 +450,77 @@ impl Hart {
                     break;
                 }
                 paddr = ppage | (self.pc & 0xfff);
+            }
+        }
+    }
+
+    /// The compiled code of block `idx` if it may run now: the JIT is on,
+    /// the tracer off, the whole block fits in `limit`, and it is hot
+    /// (compiled on the run that makes it so).
+    #[inline(always)]
+    fn compiled(&mut self, idx: usize, limit: u64) -> Option<BlockFn> {
+        let jit = self.jit.as_mut()?;
+        let b = &mut self.blocks[idx];
+        if b.insts.len() as u64 > limit || self.trace {
+            return None;
+        }
+        if let Some((code, generation)) = b.code
+            && generation == jit.generation
+        {
+            return Some(code);
+        }
+        b.hits += 1;
+        if b.hits < jit.hot {
+            return None;
+        }
+        b.hits = 0;
+        let code = jit.compile(&b.insts, idx)?;
+        b.code = Some((code, jit.generation));
+        Some(code)
+    }
+
+    /// Run compiled block code; returns how many instructions retired and
+    /// why it stopped, as [`Hart::run_block`] does.
+    fn run_compiled(&mut self, code: BlockFn, mut mmio: &mut dyn Mmio) -> (u64, BlockEnd) {
+        let before = self.instret;
+        let mmio_ref: *mut &mut dyn Mmio = &mut mmio;
+        // SAFETY: `code` was compiled by this hart's JIT from a block that is
+        // still current (same paddr and epoch, same generation), for this
+        // hart's layout; it gets the hart and the device bus exclusively
+        // for the call, as its helpers expect.
+        let status = unsafe { code(self, mmio_ref.cast()) };
+        let done = self.instret - before;
+        let end = match status {
+            jit::NEXT => BlockEnd::Next,
+            jit::CHECK_IRQ => BlockEnd::CheckIrq,
+            jit::WFI => BlockEnd::Wfi,
+            _ => match self.jit_trap.take() {
+                Some(t) => BlockEnd::Trap(t),
+                None => BlockEnd::CheckIrq,
+            },
+        };
+        (done, end)
+    }
+
+    /// Execute instruction `index` of block `block` through the executor,
+    /// for compiled code (pc and instret are current): a `jit` status.
+    pub(crate) fn jit_exec_one(&mut self, mmio: &mut dyn Mmio, block: usize, index: usize) -> u64 {
+        let Some(&(op, raw)) = self.blocks.get(block).and_then(|b| b.insts.get(index)) else {
+            return jit::CHECK_IRQ;
+        };
+        let len = if raw & 3 == 3 { 4 } else { 2 };
+        match self.exec_op(op, len, raw, mmio) {
+            Ok(flow) => {
+                self.instret += 1;
+                match flow {
+                    Flow::Next => jit::NEXT,
+                    Flow::CheckIrq => jit::CHECK_IRQ,
+                    Flow::Wfi => jit::WFI,
+                }
+            }
+            Err(t) => {
+                self.jit_trap = Some(t);
+                jit::TRAP
             }
         }
     }
@@ -464,6 +608,29 @@ impl Hart {
         None
     }
 
+    /// Whether block `idx` still holds the instructions at host address
+    /// `host` (its first byte): after a `fence.i`, most code is what it was,
+    /// and comparing raw bits is far cheaper than decoding and compiling again.
+    fn unchanged(&self, idx: usize, host: usize) -> bool {
+        let insts = &self.blocks[idx].insts;
+        if insts.is_empty() {
+            return false; // straddled the page end: depends on the first bits
+        }
+        let mut at = host;
+        for &(_, raw) in insts {
+            let len = if raw & 3 == 3 { 4 } else { 2 };
+            // SAFETY: the block was decoded from this same physical page
+            // (same paddr), and its instructions all lie inside the page,
+            // which `host` maps whole (from the fetch TLB).
+            let now = unsafe { crate::ram::read_host(at as *const u8, len as u8) } as u32;
+            if now != raw {
+                return false;
+            }
+            at += len;
+        }
+        true
+    }
+
     /// Decode the block at `paddr` (host address `host`) into slot `idx`.
     /// Leaves it empty if the first instruction straddles the page end.
     #[inline(never)]
@@ -496,6 +663,8 @@ impl Hart {
         let b = &mut self.blocks[idx];
         b.chains = insts.iter().all(|(op, _)| chains_through(op));
         b.insts = insts;
+        b.code = None;
+        b.hits = 0;
         b.paddr = paddr;
         b.epoch = self.block_epoch;
     }

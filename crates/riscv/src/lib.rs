@@ -24,13 +24,14 @@ mod fastop;
 mod fpu;
 mod hart;
 mod irq;
+mod jit;
 mod mmu;
 mod ram;
 mod trap;
 mod vcpu;
 
 pub use decode::{Instruction, decode, decode_compressed};
-pub use hart::{Hart, HartConfig, MmuMode};
+pub use hart::{Hart, HartConfig, JitMode, MmuMode};
 pub use irq::{Clock, HartIrq};
 pub use ram::Ram;
 pub use trap::{CpuFault, Exit};

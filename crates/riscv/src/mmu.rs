@@ -59,6 +59,23 @@ const EMPTY: TlbEntry = TlbEntry {
     host: 0,
 };
 
+// Compiled code indexes entries by shifting (see `Tlb::layout`).
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 32);
+
+/// Where compiled code (`jit.rs`) finds the TLB: byte offsets inside [`Tlb`]
+/// and inside one entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlbLayout {
+    pub epoch: usize,
+    pub load_base: usize,
+    pub store_base: usize,
+    /// log2 of an entry's size.
+    pub entry_shift: u8,
+    pub vpn: usize,
+    pub entry_epoch: usize,
+    pub host: usize,
+}
+
 /// The software TLB of one hart.
 #[derive(Debug)]
 pub(crate) struct Tlb {
@@ -80,6 +97,23 @@ impl Tlb {
             load_base: 0,
             store_base: 0,
         }
+    }
+
+    pub(crate) fn layout() -> TlbLayout {
+        TlbLayout {
+            epoch: std::mem::offset_of!(Tlb, epoch),
+            load_base: std::mem::offset_of!(Tlb, load_base),
+            store_base: std::mem::offset_of!(Tlb, store_base),
+            entry_shift: std::mem::size_of::<TlbEntry>().trailing_zeros() as u8,
+            vpn: std::mem::offset_of!(TlbEntry, vpn),
+            entry_epoch: std::mem::offset_of!(TlbEntry, epoch),
+            host: std::mem::offset_of!(TlbEntry, host),
+        }
+    }
+
+    /// Address of the entry array (boxed: it never moves).
+    pub(crate) fn entries_addr(&self) -> usize {
+        self.entries.as_ptr() as usize
     }
 }
 

@@ -147,6 +147,12 @@ impl Reservations {
 }
 
 impl Ram {
+    /// Address of the count of active reservations (compiled stores look
+    /// at it; it lives as long as any clone of this `Ram`).
+    pub(crate) fn reservations_active_addr(&self) -> usize {
+        &self.resv.active as *const AtomicU32 as usize
+    }
+
     /// LR: reserve the granule holding `paddr` for `hart`.
     pub(crate) fn reserve(&self, hart: u64, paddr: u64) {
         let slot = &self.resv.slots[hart as usize % RESV_SLOTS];

@@ -163,6 +163,7 @@ impl<M: Mmio + Clone + Send> Accelerator for SoftAccel<M> {
         let config = HartConfig {
             hart_id: id as u64,
             mmu: self.mmu,
+            ..HartConfig::default()
         };
         let hart = Hart::new(config, self.ram.clone(), self.clock.clone(), irq.clone());
         Ok(SoftVcpu::new(hart, self.mmio.clone()))

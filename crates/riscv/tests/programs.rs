@@ -11,7 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 use vessel_machine::{IoBuses, Next, Vcpu, VcpuEvent, dispatch};
 use vessel_riscv::{
-    Clock, Exit, Hart, HartConfig, HartIrq, Mmio, MmioFault, MmuMode, PowerEvent, Ram, SoftVcpu,
+    Clock, Exit, Hart, HartConfig, HartIrq, JitMode, Mmio, MmioFault, MmuMode, PowerEvent, Ram,
+    SoftVcpu,
 };
 
 const CC: &str = "riscv64-unknown-elf-gcc";
@@ -104,7 +105,7 @@ fn assemble(name: &str) -> Vec<u8> {
 
 /// Run a program to its verdict; returns the hart for extra checks.
 /// Assemble `name` and load it into a fresh hart with the test bus.
-fn load(name: &str, mmu: MmuMode) -> (Hart, TestBus, Arc<Clock>, Arc<HartIrq>) {
+fn load(name: &str, mmu: MmuMode, jit: JitMode) -> (Hart, TestBus, Arc<Clock>, Arc<HartIrq>) {
     let elf = assemble(name);
     let mem = vessel_machine::create_guest_memory(&[(RAM_BASE, 16 << 20)]).unwrap();
     let ram = Ram::new(&mem).unwrap();
@@ -118,7 +119,11 @@ fn load(name: &str, mmu: MmuMode) -> (Hart, TestBus, Arc<Clock>, Arc<HartIrq>) {
     }
     let clock = Clock::new(10_000_000);
     let irq = HartIrq::new();
-    let cfg = HartConfig { hart_id: 0, mmu };
+    let cfg = HartConfig {
+        hart_id: 0,
+        mmu,
+        jit,
+    };
     let mut hart = Hart::new(cfg, ram, clock.clone(), irq.clone());
     hart.set_pc(file.entry());
     let bus = TestBus {
@@ -140,8 +145,8 @@ fn sleep_in_wfi(hart: &Hart, clock: &Clock, irq: &HartIrq) {
     irq.wait(wait.min(std::time::Duration::from_millis(10)));
 }
 
-fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
-    let (mut hart, mut bus, clock, irq) = load(name, mmu);
+fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64, jit: JitMode) -> Hart {
+    let (mut hart, mut bus, clock, irq) = load(name, mmu, jit);
     loop {
         match hart.run(&mut bus, 100_000) {
             Exit::Budget => {}
@@ -152,7 +157,7 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
             assert_eq!(
                 r,
                 0x5555,
-                "{name}: check {} failed (pc {:#x}, expected t6 = {:#x}; last trap cause s9 = {:#x}, \
+                "{name} ({jit:?}): check {} failed (pc {:#x}, expected t6 = {:#x}; last trap cause s9 = {:#x}, \
                  tval s10 = {:#x}, epc s11 = {:#x})",
                 r >> 16,
                 hart.pc(),
@@ -176,7 +181,7 @@ fn run_program_with(name: &str, mmu: MmuMode, max_instructions: u64) -> Hart {
 /// The same program driven the way an engine-neutral runner drives any
 /// vCPU: `Vcpu::run`, `dispatch`, then the board's handling of the event.
 fn run_program_via_vcpu(name: &str, max_instructions: u64) -> Hart {
-    let (hart, bus, clock, irq) = load(name, MmuMode::Sv48);
+    let (hart, bus, clock, irq) = load(name, MmuMode::Sv48, JitMode::default());
     let mut vcpu = SoftVcpu::new(hart, bus);
     let buses = IoBuses::default();
     loop {
@@ -212,8 +217,13 @@ fn programs_through_the_vcpu_seam() {
     }
 }
 
+/// Run a program interpreted, then with every block compiled on its first
+/// run (the JIT), on the default MMU mode; both must pass.
 fn run_program(name: &str) -> Hart {
-    run_program_with(name, MmuMode::Sv48, 10_000_000)
+    run_program_with(name, MmuMode::Sv48, 10_000_000, JitMode::Off);
+    let hart = run_program_with(name, MmuMode::Sv48, 10_000_000, JitMode::After(1));
+    assert!(hart.jit_blocks() > 0, "{name}: the JIT compiled nothing");
+    hart
 }
 
 #[test]
@@ -243,7 +253,9 @@ fn csrs() {
 
 #[test]
 fn paging_sv39() {
-    run_program_with("paging", MmuMode::Sv39, 10_000_000);
+    for jit in [JitMode::Off, JitMode::After(1)] {
+        run_program_with("paging", MmuMode::Sv39, 10_000_000, jit);
+    }
 }
 
 #[test]
@@ -284,7 +296,7 @@ fn mips() {
         let hart = if via_seam {
             run_program_via_vcpu("loop", u64::MAX)
         } else {
-            run_program_with("loop", MmuMode::Sv48, u64::MAX)
+            run_program_with("loop", MmuMode::Sv48, u64::MAX, JitMode::default())
         };
         report_mips(how, hart.instret(), start, cpu_start);
     }

@@ -1,0 +1,1054 @@
+//! A template JIT: hot decoded blocks become x86-64 code.
+//!
+//! The interpreter's decoded blocks (`hart.rs`) are the unit. Once a block
+//! has run [`HOT`] times it is compiled, instruction by instruction, into
+//! one host function; afterwards the run loop calls that function instead
+//! of dispatching each operation. Guest registers stay in `Hart::x` (every
+//! instruction loads its operands from there and stores its result back),
+//! so the interpreter and compiled code can take turns at any block
+//! boundary and a trap leaves exactly the state the interpreter would.
+//!
+//! - Integer ALU, shifts, `mul`/`mulh`/`mulhu`, Zba adds, `lui`/`auipc`,
+//!   branches and jumps are compiled inline.
+//! - Loads and stores look up the software TLB inline (same entries as
+//!   `mmu.rs`): on a hit to a RAM page with the access inside the page, and
+//!   for stores with no LR reservation active anywhere, one host access.
+//!   Everything else (a miss, a device, a page crossing, a fault) calls
+//!   `Hart::load`/`Hart::store` out of line, which fills the TLB or traps.
+//! - Every other operation (FP, AMOs, CSRs, system instructions, division)
+//!   calls the interpreter's executor for that one instruction, with pc and
+//!   instret brought up to date first.
+//!
+//! A compiled function returns [`NEXT`] (pc is the successor), [`CHECK_IRQ`]
+//! or [`WFI`] (after an executor call asked for it), or [`TRAP`] (pc is the
+//! faulting instruction, `Hart::jit_trap` holds the trap and instret counts
+//! only the instructions before it). It updates `Hart::instret` itself.
+//!
+//! Code lives in one anonymous mapping per hart; when it is full it is
+//! reused from the start and every block's code becomes stale (a
+//! generation number), to be compiled again when hot. `fence.i` makes the
+//! decoded blocks stale, and with them their code. Hosts other than x86-64
+//! and `VESSEL_JIT=0` run the interpreter alone.
+
+use crate::Mmio;
+use crate::decode::{AluOp, Instruction, LoadOp};
+use crate::fastop::Op;
+use crate::hart::Hart;
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+use std::ffi::c_void;
+
+/// Runs of a decoded block before it is compiled, by default (a boot
+/// compiles about 100,000 blocks; 4, 16 and 64 gave the same boot time).
+pub(crate) const HOT: u32 = 16;
+/// Size of each hart's code mapping (reserved, touched as it fills).
+const REGION_SIZE: usize = 32 << 20;
+
+/// The block ran to its end; pc is its successor.
+pub(crate) const NEXT: u64 = 0;
+/// An instruction may have changed interrupt enables or pending bits.
+pub(crate) const CHECK_IRQ: u64 = 1;
+/// WFI with nothing pending.
+pub(crate) const WFI: u64 = 2;
+/// An instruction trapped: the trap is in `Hart::jit_trap`.
+pub(crate) const TRAP: u64 = 3;
+
+/// A compiled block: `(hart, &mut &mut dyn Mmio)` to a status.
+pub(crate) type BlockFn = unsafe extern "C" fn(*mut Hart, *mut c_void) -> u64;
+
+/// Where compiled code finds the hart's state: byte offsets into [`Hart`]
+/// and addresses that stay put for the hart's life.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub x: i32,
+    pub pc: i32,
+    pub instret: i32,
+    pub tlb_epoch: i32,
+    pub tlb_load_base: i32,
+    pub tlb_store_base: i32,
+    /// The TLB's entry array (a boxed slice: it never moves).
+    pub tlb_entries: usize,
+    pub tlb_entry_shift: u8,
+    pub entry_vpn: i32,
+    pub entry_epoch: i32,
+    pub entry_host: i32,
+    /// The count of active LR reservations (an `AtomicU32` in shared RAM state).
+    pub resv_active: usize,
+}
+
+/// One hart's code mapping.
+struct Region {
+    base: *mut u8,
+    used: usize,
+}
+
+// SAFETY: the mapping is owned by one `Region` and only its hart's thread
+// writes or runs it; moving the owner to another thread moves all use.
+unsafe impl Send for Region {}
+
+impl Region {
+    fn new() -> Option<Region> {
+        // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Region {
+            base: p.cast(),
+            used: 0,
+        })
+    }
+
+    /// Copy `code` in (16-byte aligned); `None` when it does not fit.
+    fn push(&mut self, code: &[u8]) -> Option<*const u8> {
+        let start = self.used.next_multiple_of(16);
+        if start + code.len() > REGION_SIZE {
+            return None;
+        }
+        // SAFETY: `start + code.len()` is inside the mapping (checked above),
+        // which is writable, and `code` is a separate Rust buffer.
+        let dst = unsafe { self.base.add(start) };
+        // SAFETY: as above: in bounds, not overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
+        self.used = start + code.len();
+        Some(dst)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base` is the mapping made in `new`, of `REGION_SIZE` bytes;
+        // no compiled code runs once its hart (the owner) is dropped.
+        unsafe { libc::munmap(self.base.cast(), REGION_SIZE) };
+    }
+}
+
+/// The compiler and its code mapping, one per hart.
+pub(crate) struct Jit {
+    region: Region,
+    layout: Layout,
+    /// Runs of a block before it is compiled.
+    pub(crate) hot: u32,
+    /// Bumped when the mapping is reused: older code is stale.
+    pub(crate) generation: u64,
+    /// Blocks compiled so far (all generations).
+    pub(crate) compiled: u64,
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jit")
+            .field("generation", &self.generation)
+            .field("compiled", &self.compiled)
+            .finish()
+    }
+}
+
+impl Jit {
+    /// A JIT for this host, or `None`: not x86-64, `VESSEL_JIT=0`, or no
+    /// executable mapping to be had.
+    pub(crate) fn new(layout: Layout, hot: u32) -> Option<Jit> {
+        if !cfg!(target_arch = "x86_64") || std::env::var_os("VESSEL_JIT").is_some_and(|v| v == "0")
+        {
+            return None;
+        }
+        Some(Jit {
+            region: Region::new()?,
+            layout,
+            hot,
+            generation: 1,
+            compiled: 0,
+        })
+    }
+
+    /// Compile decoded block number `block` (its operations `insts`).
+    /// `None` only if the block cannot be assembled, which is a bug.
+    pub(crate) fn compile(&mut self, insts: &[(Op, u32)], block: usize) -> Option<BlockFn> {
+        let code = assemble(&self.layout, insts, block)?;
+        let p = match self.region.push(&code) {
+            Some(p) => p,
+            None => {
+                self.region.used = 0;
+                self.generation += 1;
+                self.region.push(&code)?
+            }
+        };
+        self.compiled += 1;
+        // SAFETY: `p` holds a complete function assembled for the
+        // `BlockFn` signature (System V: hart in rdi, mmio in rsi, status in
+        // rax; callee-saved registers restored), in executable memory.
+        Some(unsafe { std::mem::transmute::<*const u8, BlockFn>(p) })
+    }
+}
+
+/// Result of an out-of-line load: the value (zero-extended) and 1, or 0 on a trap.
+#[repr(C)]
+struct Loaded {
+    value: u64,
+    ok: u64,
+}
+
+/// Out-of-line load for compiled code.
+///
+/// # Safety
+/// `hart` is the running hart and `mmio` points at its `&mut dyn Mmio`,
+/// both exclusively borrowed by the caller of the compiled block.
+unsafe extern "C" fn load_slow(
+    hart: *mut Hart,
+    mmio: *mut c_void,
+    vaddr: u64,
+    size: u64,
+) -> Loaded {
+    // SAFETY: per the function's contract.
+    let (hart, mmio) = unsafe { (&mut *hart, &mut *(mmio as *mut &mut dyn Mmio)) };
+    match hart.load(*mmio, vaddr, size as u8) {
+        Ok(value) => Loaded { value, ok: 1 },
+        Err(t) => {
+            hart.jit_trap = Some(t);
+            Loaded { value: 0, ok: 0 }
+        }
+    }
+}
+
+/// Out-of-line store for compiled code: 1, or 0 on a trap.
+///
+/// # Safety
+/// As for [`load_slow`].
+unsafe extern "C" fn store_slow(
+    hart: *mut Hart,
+    mmio: *mut c_void,
+    vaddr: u64,
+    size: u64,
+    value: u64,
+) -> u64 {
+    // SAFETY: per the function's contract.
+    let (hart, mmio) = unsafe { (&mut *hart, &mut *(mmio as *mut &mut dyn Mmio)) };
+    match hart.store(*mmio, vaddr, size as u8, value) {
+        Ok(()) => 1,
+        Err(t) => {
+            hart.jit_trap = Some(t);
+            0
+        }
+    }
+}
+
+/// One instruction through the interpreter's executor (pc and instret are
+/// current): a status as a compiled block returns it.
+///
+/// # Safety
+/// As for [`load_slow`].
+unsafe extern "C" fn exec_one(hart: *mut Hart, mmio: *mut c_void, block: u64, index: u64) -> u64 {
+    // SAFETY: per the function's contract.
+    let (hart, mmio) = unsafe { (&mut *hart, &mut *(mmio as *mut &mut dyn Mmio)) };
+    hart.jit_exec_one(*mmio, block as usize, index as usize)
+}
+
+/// How a compiled instruction reaches memory.
+#[derive(Clone, Copy)]
+enum Mem {
+    Load {
+        rd: u8,
+        rs1: u8,
+        imm: i32,
+        size: u8,
+        signed: bool,
+    },
+    Store {
+        rs1: u8,
+        rs2: u8,
+        imm: i32,
+        size: u8,
+    },
+}
+
+/// What one operation compiles to.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Straight-line integer code (no memory, no pc change).
+    Alu,
+    Mem(Mem),
+    /// Ends the block with pc set.
+    Jump,
+    /// Through the executor.
+    Call,
+}
+
+fn kind(op: &Op) -> Kind {
+    use Instruction as I;
+    match *op {
+        Op::Ld { rd, rs1, imm } => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 8,
+            signed: false,
+        }),
+        Op::Lw { rd, rs1, imm } => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 4,
+            signed: true,
+        }),
+        Op::Lwu { rd, rs1, imm } => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 4,
+            signed: false,
+        }),
+        Op::Lhu { rd, rs1, imm } => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 2,
+            signed: false,
+        }),
+        Op::Lbu { rd, rs1, imm } => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 1,
+            signed: false,
+        }),
+        Op::Sd { rs1, rs2, imm } => Kind::Mem(Mem::Store {
+            rs1,
+            rs2,
+            imm,
+            size: 8,
+        }),
+        Op::Sw { rs1, rs2, imm } => Kind::Mem(Mem::Store {
+            rs1,
+            rs2,
+            imm,
+            size: 4,
+        }),
+        Op::Sh { rs1, rs2, imm } => Kind::Mem(Mem::Store {
+            rs1,
+            rs2,
+            imm,
+            size: 2,
+        }),
+        Op::Sb { rs1, rs2, imm } => Kind::Mem(Mem::Store {
+            rs1,
+            rs2,
+            imm,
+            size: 1,
+        }),
+        Op::Other(I::Load {
+            op: LoadOp::B,
+            rd,
+            rs1,
+            imm,
+        }) => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 1,
+            signed: true,
+        }),
+        Op::Other(I::Load {
+            op: LoadOp::H,
+            rd,
+            rs1,
+            imm,
+        }) => Kind::Mem(Mem::Load {
+            rd,
+            rs1,
+            imm,
+            size: 2,
+            signed: true,
+        }),
+        Op::Beq { .. }
+        | Op::Bne { .. }
+        | Op::Blt { .. }
+        | Op::Bge { .. }
+        | Op::Bltu { .. }
+        | Op::Bgeu { .. }
+        | Op::Jal { .. }
+        | Op::Jalr { .. } => Kind::Jump,
+        Op::Other(inst) => {
+            if alu_other(&inst) {
+                Kind::Alu
+            } else {
+                Kind::Call
+            }
+        }
+        _ => Kind::Alu,
+    }
+}
+
+/// Which general instructions have inline code.
+fn alu_other(inst: &Instruction) -> bool {
+    use AluOp as A;
+    use Instruction as I;
+    match inst {
+        I::OpImm { op, .. } => matches!(op, A::Slt),
+        I::Op { op, .. } => matches!(
+            op,
+            A::Slt
+                | A::Sll
+                | A::Srl
+                | A::Sra
+                | A::Mul
+                | A::Mulh
+                | A::Mulhu
+                | A::Sh1add
+                | A::Sh2add
+                | A::Sh3add
+                | A::Andn
+                | A::Orn
+                | A::Xnor
+        ),
+        I::Op32 { op, .. } => matches!(op, A::Sll | A::Srl | A::Sra | A::Mul),
+        _ => false,
+    }
+}
+
+/// A trap exit to emit after the block's main line.
+struct TrapExit {
+    label: DynamicLabel,
+    /// Byte offset of the faulting instruction from the block's first.
+    off: i32,
+    /// Instructions retired since instret was last brought up to date.
+    retired: i32,
+}
+
+/// A slow memory path to emit after the block's main line.
+struct Slow {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    trap: DynamicLabel,
+    mem: Mem,
+}
+
+type Asm = VecAssembler<X64Relocation>;
+
+/// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 = pc of the
+/// block's first instruction, r14 = TLB entries; rax, rcx, rdx, rsi, rdi,
+/// r8 are scratch. Guest registers are `[rbx + x + 8 * n]`.
+fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
+    let mut a: Asm = VecAssembler::new(0);
+    let exit = a.new_dynamic_label();
+    let xr = |r: u8| l.x + 8 * i32::from(r & 31);
+    dynasm!(a
+        ; .arch x64
+        ; push rbx
+        ; push r12
+        ; push r13
+        ; push r14
+        ; push r15
+        ; mov rbx, rdi
+        ; mov r12, rsi
+        ; mov r13, QWORD [rbx + l.pc]
+        ; mov r14, QWORD l.tlb_entries as i64
+    );
+    let mut traps: Vec<TrapExit> = Vec::new();
+    let mut slows: Vec<Slow> = Vec::new();
+    let mut off: i32 = 0;
+    // Instructions retired since instret was last updated.
+    let mut pending: i32 = 0;
+    let mut ended = false;
+    for (i, &(op, raw)) in insts.iter().enumerate() {
+        let len: i32 = if raw & 3 == 3 { 4 } else { 2 };
+        match kind(&op) {
+            Kind::Alu => alu(&mut a, l, &op, off, xr),
+            Kind::Mem(m) => {
+                let trap = a.new_dynamic_label();
+                traps.push(TrapExit {
+                    label: trap,
+                    off,
+                    retired: pending,
+                });
+                let slow = a.new_dynamic_label();
+                let back = a.new_dynamic_label();
+                memory(&mut a, l, m, slow, xr);
+                dynasm!(a ; .arch x64 ; =>back);
+                if let Mem::Load {
+                    rd, size, signed, ..
+                } = m
+                {
+                    load_tail(&mut a, rd, size, signed, xr);
+                }
+                slows.push(Slow {
+                    label: slow,
+                    back,
+                    trap,
+                    mem: m,
+                });
+            }
+            Kind::Jump => {
+                jump(&mut a, l, &op, off, len, xr);
+                pending += 1;
+                sync_instret(&mut a, l, pending);
+                dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>exit);
+                ended = true;
+                break;
+            }
+            Kind::Call => {
+                sync_instret(&mut a, l, pending);
+                pending = 0;
+                dynasm!(a
+                    ; .arch x64
+                    ; lea rax, [r13 + off]
+                    ; mov QWORD [rbx + l.pc], rax
+                    ; mov rdi, rbx
+                    ; mov rsi, r12
+                    ; mov rdx, QWORD block as i64
+                    ; mov rcx, QWORD i as i64
+                    ; mov rax, QWORD exec_one as *const () as usize as i64
+                    ; call rax
+                    ; test rax, rax
+                    ; jnz =>exit
+                );
+                off += len;
+                // The executor retired it and moved pc (also for the jumps
+                // and system instructions that end blocks).
+                if i + 1 == insts.len() {
+                    dynasm!(a ; .arch x64 ; jmp =>exit);
+                    ended = true;
+                    break;
+                }
+                continue;
+            }
+        }
+        pending += 1;
+        off += len;
+    }
+    if !ended {
+        // Ran off the end (length limit or page end): pc is the next one.
+        sync_instret(&mut a, l, pending);
+        dynasm!(a
+            ; .arch x64
+            ; lea rax, [r13 + off]
+            ; mov QWORD [rbx + l.pc], rax
+            ; xor eax, eax
+        );
+    }
+    dynasm!(a
+        ; .arch x64
+        ; =>exit
+        ; pop r15
+        ; pop r14
+        ; pop r13
+        ; pop r12
+        ; pop rbx
+        ; ret
+    );
+    for s in &slows {
+        slow_path(&mut a, s, xr);
+    }
+    for t in &traps {
+        dynasm!(a
+            ; .arch x64
+            ; =>t.label
+            ; lea rax, [r13 + t.off]
+            ; mov QWORD [rbx + l.pc], rax
+        );
+        sync_instret(&mut a, l, t.retired);
+        dynasm!(a ; .arch x64 ; mov eax, TRAP as i32 ; jmp =>exit);
+    }
+    a.finalize().ok()
+}
+
+fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
+    if n > 0 {
+        dynasm!(a ; .arch x64 ; add QWORD [rbx + l.instret], n);
+    }
+}
+
+/// Store rax into guest register `rd` (x0 stays zero).
+fn put(a: &mut Asm, rd: u8, xr: impl Fn(u8) -> i32) {
+    if rd & 31 != 0 {
+        dynasm!(a ; .arch x64 ; mov QWORD [rbx + xr(rd)], rax);
+    }
+}
+
+fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
+    use AluOp as A;
+    use Instruction as I;
+    match *op {
+        Op::Addi { rd, rs1, imm } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, imm);
+            put(a, rd, xr);
+        }
+        Op::Addiw { rd, rs1, imm } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, imm ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Andi { rd, rs1, imm } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, imm);
+            put(a, rd, xr);
+        }
+        Op::Ori { rd, rs1, imm } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, imm);
+            put(a, rd, xr);
+        }
+        Op::Xori { rd, rs1, imm } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, imm);
+            put(a, rd, xr);
+        }
+        Op::Slli { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shl rax, (sh & 63) as i8);
+            put(a, rd, xr);
+        }
+        Op::Srli { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shr rax, (sh & 63) as i8);
+            put(a, rd, xr);
+        }
+        Op::Srai { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sar rax, (sh & 63) as i8);
+            put(a, rd, xr);
+        }
+        Op::Sltiu { rd, rs1, imm } => {
+            dynasm!(a
+                ; .arch x64
+                ; xor eax, eax
+                ; cmp QWORD [rbx + xr(rs1)], imm
+                ; setb al
+            );
+            put(a, rd, xr);
+        }
+        Op::Slliw { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shl eax, (sh & 31) as i8 ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Srliw { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shr eax, (sh & 31) as i8 ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Sraiw { rd, rs1, sh } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sar eax, (sh & 31) as i8 ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Add { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, QWORD [rbx + xr(rs2)]);
+            put(a, rd, xr);
+        }
+        Op::Sub { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sub rax, QWORD [rbx + xr(rs2)]);
+            put(a, rd, xr);
+        }
+        Op::And { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, QWORD [rbx + xr(rs2)]);
+            put(a, rd, xr);
+        }
+        Op::Or { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, QWORD [rbx + xr(rs2)]);
+            put(a, rd, xr);
+        }
+        Op::Xor { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, QWORD [rbx + xr(rs2)]);
+            put(a, rd, xr);
+        }
+        Op::Sltu { rd, rs1, rs2 } => {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, QWORD [rbx + xr(rs1)]
+                ; xor eax, eax
+                ; cmp rcx, QWORD [rbx + xr(rs2)]
+                ; setb al
+            );
+            put(a, rd, xr);
+        }
+        Op::Addw { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Subw { rd, rs1, rs2 } => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sub eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        Op::Lui { rd, imm } => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD i64::from(imm));
+            put(a, rd, xr);
+        }
+        Op::Auipc { rd, imm } => {
+            dynasm!(a ; .arch x64 ; lea rax, [r13 + off] ; add rax, imm);
+            put(a, rd, xr);
+        }
+        Op::Other(I::OpImm {
+            op: A::Slt,
+            rd,
+            rs1,
+            imm,
+        }) => {
+            dynasm!(a
+                ; .arch x64
+                ; xor eax, eax
+                ; cmp QWORD [rbx + xr(rs1)], imm
+                ; setl al
+            );
+            put(a, rd, xr);
+        }
+        Op::Other(I::Op { op, rd, rs1, rs2 }) => {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)]);
+            match op {
+                A::Slt => dynasm!(a
+                    ; .arch x64
+                    ; xor ecx, ecx
+                    ; cmp rax, QWORD [rbx + xr(rs2)]
+                    ; setl cl
+                    ; mov rax, rcx
+                ),
+                A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl rax, cl),
+                A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr rax, cl),
+                A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar rax, cl),
+                A::Mul => dynasm!(a ; .arch x64 ; imul rax, QWORD [rbx + xr(rs2)]),
+                A::Mulh => dynasm!(a ; .arch x64 ; imul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
+                A::Mulhu => dynasm!(a ; .arch x64 ; mul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
+                A::Sh1add => dynasm!(a ; .arch x64 ; shl rax, 1 ; add rax, QWORD [rbx + xr(rs2)]),
+                A::Sh2add => dynasm!(a ; .arch x64 ; shl rax, 2 ; add rax, QWORD [rbx + xr(rs2)]),
+                A::Sh3add => dynasm!(a ; .arch x64 ; shl rax, 3 ; add rax, QWORD [rbx + xr(rs2)]),
+                A::Andn => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; not rcx ; and rax, rcx)
+                }
+                A::Orn => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; not rcx ; or rax, rcx)
+                }
+                A::Xnor => dynasm!(a ; .arch x64 ; xor rax, QWORD [rbx + xr(rs2)] ; not rax),
+                _ => unreachable!("alu_other admits only the operations above"),
+            }
+            put(a, rd, xr);
+        }
+        Op::Other(I::Op32 { op, rd, rs1, rs2 }) => {
+            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)]);
+            match op {
+                A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl eax, cl),
+                A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr eax, cl),
+                A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar eax, cl),
+                A::Mul => dynasm!(a ; .arch x64 ; imul eax, DWORD [rbx + xr(rs2)]),
+                _ => unreachable!("alu_other admits only the operations above"),
+            }
+            dynasm!(a ; .arch x64 ; movsxd rax, eax);
+            put(a, rd, xr);
+        }
+        _ => unreachable!("kind() sends only ALU operations here"),
+    }
+}
+
+/// Branches and jumps: set pc (and the link register).
+fn jump(a: &mut Asm, l: &Layout, op: &Op, off: i32, len: i32, xr: impl Fn(u8) -> i32 + Copy) {
+    let next = off + len;
+    match *op {
+        Op::Jal { rd, imm } => {
+            dynasm!(a ; .arch x64 ; lea rax, [r13 + next]);
+            put(a, rd, xr);
+            dynasm!(a
+                ; .arch x64
+                ; lea rax, [r13 + off]
+                ; add rax, imm
+                ; mov QWORD [rbx + l.pc], rax
+            );
+        }
+        Op::Jalr { rd, rs1, imm } => {
+            // The target first: rd may be rs1.
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, QWORD [rbx + xr(rs1)]
+                ; add rcx, imm
+                ; and rcx, -2
+                ; lea rax, [r13 + next]
+            );
+            put(a, rd, xr);
+            dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
+        }
+        Op::Beq { rs1, rs2, imm }
+        | Op::Bne { rs1, rs2, imm }
+        | Op::Blt { rs1, rs2, imm }
+        | Op::Bge { rs1, rs2, imm }
+        | Op::Bltu { rs1, rs2, imm }
+        | Op::Bgeu { rs1, rs2, imm } => {
+            dynasm!(a
+                ; .arch x64
+                ; lea rcx, [r13 + next]
+                ; lea rdx, [r13 + off]
+                ; add rdx, imm
+                ; mov rax, QWORD [rbx + xr(rs1)]
+                ; cmp rax, QWORD [rbx + xr(rs2)]
+            );
+            match *op {
+                Op::Beq { .. } => dynasm!(a ; .arch x64 ; cmove rcx, rdx),
+                Op::Bne { .. } => dynasm!(a ; .arch x64 ; cmovne rcx, rdx),
+                Op::Blt { .. } => dynasm!(a ; .arch x64 ; cmovl rcx, rdx),
+                Op::Bge { .. } => dynasm!(a ; .arch x64 ; cmovge rcx, rdx),
+                Op::Bltu { .. } => dynasm!(a ; .arch x64 ; cmovb rcx, rdx),
+                _ => dynasm!(a ; .arch x64 ; cmovae rcx, rdx),
+            }
+            dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
+        }
+        _ => unreachable!("kind() sends only jumps here"),
+    }
+}
+
+/// The inline TLB path of a load or store; jumps to `slow` unless the
+/// access is aligned, hits the TLB on a RAM page, and (stores) no LR
+/// reservation is active. Leaves the virtual address in rsi for the slow path.
+fn memory(a: &mut Asm, l: &Layout, m: Mem, slow: DynamicLabel, xr: impl Fn(u8) -> i32 + Copy) {
+    let (rs1, imm, size, base) = match m {
+        Mem::Load { rs1, imm, size, .. } => (rs1, imm, size, l.tlb_load_base),
+        Mem::Store { rs1, imm, size, .. } => (rs1, imm, size, l.tlb_store_base),
+    };
+    dynasm!(a
+        ; .arch x64
+        ; mov rsi, QWORD [rbx + xr(rs1)]
+        ; add rsi, imm
+    );
+    if size > 1 {
+        dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>slow);
+    }
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, rsi
+        ; shr rax, 12
+        ; mov ecx, eax
+        ; and ecx, 0xff
+        ; add rcx, QWORD [rbx + base]
+        ; shl rcx, l.tlb_entry_shift as i8
+        ; add rcx, r14
+        ; cmp rax, QWORD [rcx + l.entry_vpn]
+        ; jne =>slow
+        ; mov rax, QWORD [rbx + l.tlb_epoch]
+        ; cmp rax, QWORD [rcx + l.entry_epoch]
+        ; jne =>slow
+        ; mov rcx, QWORD [rcx + l.entry_host]
+        ; test rcx, rcx
+        ; jz =>slow
+    );
+    match m {
+        Mem::Load { size, .. } => {
+            dynasm!(a ; .arch x64 ; mov edx, esi ; and edx, 0xfff);
+            match size {
+                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [rcx + rdx]),
+                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [rcx + rdx]),
+                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [rcx + rdx]),
+                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [rcx + rdx]),
+            }
+        }
+        Mem::Store { rs2, size, .. } => {
+            dynasm!(a
+                ; .arch x64
+                ; mov rax, QWORD l.resv_active as i64
+                ; cmp DWORD [rax], 0
+                ; jne =>slow
+                ; mov edx, esi
+                ; and edx, 0xfff
+                ; mov rax, QWORD [rbx + xr(rs2)]
+            );
+            match size {
+                1 => dynasm!(a ; .arch x64 ; mov BYTE [rcx + rdx], al),
+                2 => dynasm!(a ; .arch x64 ; mov WORD [rcx + rdx], ax),
+                4 => dynasm!(a ; .arch x64 ; mov DWORD [rcx + rdx], eax),
+                _ => dynasm!(a ; .arch x64 ; mov QWORD [rcx + rdx], rax),
+            }
+        }
+    }
+}
+
+/// After the fast or slow path of a load (value zero-extended in rax):
+/// sign-extend and write rd. Emitted at the `back` label.
+fn load_tail(a: &mut Asm, rd: u8, size: u8, signed: bool, xr: impl Fn(u8) -> i32 + Copy) {
+    if signed {
+        match size {
+            1 => dynasm!(a ; .arch x64 ; movsx rax, al),
+            2 => dynasm!(a ; .arch x64 ; movsx rax, ax),
+            _ => dynasm!(a ; .arch x64 ; movsxd rax, eax),
+        }
+    }
+    put(a, rd, xr);
+}
+
+/// The out-of-line path of a load or store: the `Hart` method, then back
+/// to the main line, or to the trap exit.
+fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
+    dynasm!(a
+        ; .arch x64
+        ; =>s.label
+        ; mov rdx, rsi
+        ; mov rdi, rbx
+        ; mov rsi, r12
+    );
+    match s.mem {
+        Mem::Load { size, .. } => dynasm!(a
+            ; .arch x64
+            ; mov ecx, i32::from(size)
+            ; mov rax, QWORD load_slow as *const () as usize as i64
+            ; call rax
+            ; test rdx, rdx
+            ; jz =>s.trap
+        ),
+        Mem::Store { rs2, size, .. } => dynasm!(a
+            ; .arch x64
+            ; mov ecx, i32::from(size)
+            ; mov r8, QWORD [rbx + xr(rs2)]
+            ; mov rax, QWORD store_slow as *const () as usize as i64
+            ; call rax
+            ; test rax, rax
+            ; jz =>s.trap
+        ),
+    }
+    dynasm!(a ; .arch x64 ; jmp =>s.back);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::{Instruction, decode, decode_compressed};
+    use crate::{Clock, Exit, Hart, HartConfig, HartIrq, JitMode, NoMmio, Ram};
+    use vessel_machine::create_guest_memory;
+
+    const BASE: u64 = 0x8000_0000;
+    const RAM: usize = 1 << 16;
+    /// Registers that look like pointers point here, far enough from both
+    /// ends that `imm` offsets stay inside: loads and stores hit RAM.
+    const DATA: u64 = BASE + 0x1800;
+    const DATA_LEN: u64 = 0x5000;
+    /// Each case's code starts here (one page of random instructions).
+    const CODE: u64 = BASE + 0x8000;
+
+    /// xorshift64: a fixed pseudo-random sequence, so failures reproduce.
+    fn next(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    fn hart(ram: &Ram, jit: JitMode) -> Hart {
+        let cfg = HartConfig {
+            jit,
+            ..HartConfig::default()
+        };
+        Hart::new(cfg, ram.clone(), Clock::new(10_000_000), HartIrq::new())
+    }
+
+    /// Random instruction bits, 16 or 32 of them; reads of the time CSR
+    /// are left out (they depend on when they run).
+    fn random_instruction(s: &mut u64) -> (u32, usize) {
+        loop {
+            let r = next(s);
+            let (raw, len, inst) = if !r.is_multiple_of(3) {
+                // A major opcode that decodes, and for register-register
+                // forms a funct7 that names an operation.
+                const OPCODES: [u32; 16] = [
+                    0x03, 0x13, 0x17, 0x1b, 0x23, 0x2f, 0x33, 0x37, 0x3b, 0x63, 0x67, 0x6f, 0x07,
+                    0x27, 0x53, 0x0f,
+                ];
+                const FUNCT7: [u32; 8] = [0x00, 0x20, 0x01, 0x10, 0x05, 0x04, 0x30, 0x24];
+                let bits = (r >> 16) as u32;
+                let opcode = OPCODES[(r >> 2) as usize % OPCODES.len()];
+                let mut raw = (bits & !0x7f) | opcode;
+                if opcode == 0x33 || opcode == 0x3b {
+                    raw = (raw & 0x01ff_ffff) | (FUNCT7[(r >> 8) as usize % 8] << 25);
+                }
+                (raw, 4, decode(raw))
+            } else {
+                let raw = (r >> 8) as u32 & 0xffff;
+                if raw & 3 == 3 {
+                    continue;
+                }
+                (raw, 2, decode_compressed(raw as u16))
+            };
+            if !matches!(inst, Instruction::Csr { .. }) {
+                return (raw, len);
+            }
+        }
+    }
+
+    /// Everything the two harts must agree on after a run.
+    fn state(h: &Hart, ram: &Ram, exit: Exit) -> String {
+        let mut mem = vec![0u8; RAM];
+        ram.read_bytes(BASE, &mut mem).unwrap();
+        let sum = mem.iter().fold(0xcbf2_9ce4_8422_2325u64, |a, &b| {
+            (a ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        format!(
+            "exit {exit:?} pc {:#x} prv {} instret {} x {:x?} f {:x?} mstatus {:#x} mepc {:#x} \
+             mcause {:#x} mtval {:#x} memory {sum:#x}",
+            h.pc, h.prv, h.instret, h.x, h.f, h.csr.mstatus, h.csr.mepc, h.csr.mcause, h.csr.mtval
+        )
+    }
+
+    /// Put a hart back to the case's starting state.
+    fn reset(h: &mut Hart, regs: &[u64; 32], fregs: &[u64; 32]) {
+        h.x = *regs;
+        h.f = *fregs;
+        h.pc = CODE;
+        h.prv = 3;
+        h.csr = Default::default();
+        h.csr.mstatus = 1 << 13; // FS = Initial: FP instructions run
+        h.csr.mtvec = BASE; // a `j .` loop: a trap spins there until the budget ends
+        h.instret = 0;
+        h.jit_trap = None;
+        h.sync_mode();
+        h.tlb_flush();
+        h.block_epoch += 1; // the code changed since the last case
+    }
+
+    /// Random blocks run the same compiled as interpreted: registers, FP
+    /// registers, pc, privilege, instret, trap CSRs, memory and the exit.
+    /// The compiled hart runs each case twice (compiling on the first run,
+    /// reusing the code on the second).
+    #[test]
+    fn compiled_blocks_match_the_interpreter() {
+        let mem_a = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
+        let mem_b = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
+        let (ram_a, ram_b) = (Ram::new(&mem_a).unwrap(), Ram::new(&mem_b).unwrap());
+        let mut interp = hart(&ram_a, JitMode::Off);
+        let mut jit = hart(&ram_b, JitMode::After(1));
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut image = vec![0u8; RAM];
+        for case in 0..3000 {
+            image.fill(0);
+            image[..4].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j .
+            for b in &mut image[(DATA - BASE) as usize..(DATA - BASE + DATA_LEN) as usize] {
+                *b = next(&mut seed) as u8;
+            }
+            let mut at = (CODE - BASE) as usize;
+            while at + 4 <= (CODE - BASE) as usize + 0x1000 {
+                let (raw, len) = random_instruction(&mut seed);
+                image[at..at + len].copy_from_slice(&raw.to_le_bytes()[..len]);
+                at += len;
+            }
+            let mut regs = [0u64; 32];
+            let mut fregs = [0u64; 32];
+            for i in 1..32 {
+                let v = next(&mut seed);
+                regs[i] = if !v.is_multiple_of(3) {
+                    DATA + 0x800 + (v >> 8) % (DATA_LEN - 0x1000)
+                } else {
+                    v
+                };
+                fregs[i] = next(&mut seed);
+            }
+            ram_a.write_bytes(BASE, &image).unwrap();
+            reset(&mut interp, &regs, &fregs);
+            let exit = interp.run(&mut NoMmio, 64);
+            let want = state(&interp, &ram_a, exit);
+            for round in 0..2 {
+                ram_b.write_bytes(BASE, &image).unwrap();
+                reset(&mut jit, &regs, &fregs);
+                let exit = jit.run(&mut NoMmio, 64);
+                assert_eq!(
+                    state(&jit, &ram_b, exit),
+                    want,
+                    "case {case}, round {round}: first instruction {:08x}",
+                    u32::from_le_bytes(image[0x8000..0x8004].try_into().unwrap())
+                );
+            }
+        }
+        assert!(
+            jit.jit_blocks() > 3000,
+            "compiled only {}",
+            jit.jit_blocks()
+        );
+    }
+}
