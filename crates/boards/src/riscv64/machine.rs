@@ -22,6 +22,7 @@ use super::events::{Events, StopReason};
 use super::fdt::{self, CpuNode, FdtConfig, FdtError};
 use super::layout::*;
 use super::plic::{Plic, PlicMmio, PlicSource, SharedPlic};
+use super::profile::{self, ProfileError, Profiler};
 use super::rtc::GoldfishRtc;
 use super::test_dev::TestDevice;
 use super::uart::Uart;
@@ -54,6 +55,8 @@ pub enum VirtError {
     Bus(#[from] vessel_machine::BusError),
     #[error("all {VIRTIO_COUNT} virtio-mmio slots are taken")]
     NoVirtioSlot,
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
 }
 
 /// What to boot and on how much machine.
@@ -125,10 +128,13 @@ impl TimeBase for ClockTime {
 /// Everything that is not RAM, as the harts see it.
 struct BoardMmio {
     bus: Bus,
+    /// Loads and stores so far (for the profiler).
+    accesses: u64,
 }
 
 impl Mmio for BoardMmio {
     fn load(&mut self, paddr: u64, size: u8) -> Result<u64, MmioFault> {
+        self.accesses = self.accesses.wrapping_add(1);
         let mut bytes = [0u8; 8];
         let len = (size as usize).min(8);
         self.bus
@@ -138,6 +144,7 @@ impl Mmio for BoardMmio {
     }
 
     fn store(&mut self, paddr: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        self.accesses = self.accesses.wrapping_add(1);
         let len = (size as usize).min(8);
         self.bus
             .write(paddr, &value.to_le_bytes()[..len])
@@ -369,7 +376,7 @@ impl VirtMachine {
 
         Ok(Self {
             harts,
-            mmio: BoardMmio { bus },
+            mmio: BoardMmio { bus, accesses: 0 },
             mem,
             events,
             clock,
@@ -447,8 +454,12 @@ impl VirtMachine {
     /// user quits.
     pub fn run(&mut self) -> Result<RunReport, VirtError> {
         self.fill_empty_slots()?;
+        let mut profiler = Profiler::from_env()?;
         let start = Instant::now();
-        let mut outcome = self.run_loop();
+        let mut outcome = self.run_loop(&mut profiler)?;
+        if let Some(p) = profiler {
+            p.finish(profile::unix_now())?;
+        }
         // A kernel booted with panic=N reboots (or powers off) after its
         // panic report: the panic is still why it stopped.
         if let Outcome::Stopped(StopReason::Reset | StopReason::PowerOff) = outcome
@@ -463,12 +474,13 @@ impl VirtMachine {
         })
     }
 
-    fn run_loop(&mut self) -> Outcome {
+    /// The loop proper; `profiler` (`VESSEL_PROFILE`) samples each slice.
+    fn run_loop(&mut self, profiler: &mut Option<Profiler>) -> Result<Outcome, VirtError> {
         // Per hart: the wake-up generation at which it began to wait.
         let mut waiting: Vec<Option<u64>> = vec![None; self.harts.len()];
         loop {
             if let Some(reason) = self.events.stop_reason() {
-                return Outcome::Stopped(reason);
+                return Ok(Outcome::Stopped(reason));
             }
             if self.events.is_paused() {
                 // Paused by a supervisor: no instruction runs until resumed.
@@ -476,7 +488,7 @@ impl VirtMachine {
                 continue;
             }
             if let Some(line) = self.panic_timed_out() {
-                return Outcome::Stopped(StopReason::KernelPanic(line));
+                return Ok(Outcome::Stopped(StopReason::KernelPanic(line)));
             }
             self.rtc.lock().unwrap_or_else(|p| p.into_inner()).poll();
 
@@ -492,12 +504,32 @@ impl VirtMachine {
                     waiting[i] = None;
                 }
                 ran = true;
-                match hart.run(&mut self.mmio, SLICE) {
-                    Exit::Budget => {}
-                    // Wake-ups that happened during this slice count as
-                    // news for the waiting hart: compare with the old value.
-                    Exit::Wfi => waiting[i] = Some(generation),
-                    Exit::Fault(fault) => return Outcome::Fault(fault),
+                let Some(p) = profiler.as_mut() else {
+                    match hart.run(&mut self.mmio, SLICE) {
+                        Exit::Budget => {}
+                        // Wake-ups that happened during this slice count as
+                        // news for the waiting hart: compare with the old value.
+                        Exit::Wfi => waiting[i] = Some(generation),
+                        Exit::Fault(fault) => return Ok(Outcome::Fault(fault)),
+                    }
+                    if self.events.stop_reason().is_some() {
+                        break;
+                    }
+                    continue;
+                };
+                let before = hart.instret();
+                let exit = hart.run(&mut self.mmio, p.next_slice());
+                let retired = hart.instret() - before;
+                p.mmio(std::mem::take(&mut self.mmio.accesses));
+                match exit {
+                    Exit::Budget => {
+                        p.sample(profile::unix_now(), hart.privilege(), hart.pc(), retired)?
+                    }
+                    Exit::Wfi => {
+                        p.retired(profile::unix_now(), retired)?;
+                        waiting[i] = Some(generation);
+                    }
+                    Exit::Fault(fault) => return Ok(Outcome::Fault(fault)),
                 }
                 if self.events.stop_reason().is_some() {
                     break;
@@ -524,7 +556,11 @@ impl VirtMachine {
             // The RTC alarm is polled: do not sleep past a second.
             timeout =
                 Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+            let slept = Instant::now();
             self.events.sleep(generation, timeout);
+            if let Some(p) = profiler.as_mut() {
+                p.idle(profile::unix_now(), slept.elapsed())?;
+            }
         }
     }
 

@@ -7,6 +7,7 @@ pub mod fdt;
 pub mod layout;
 pub mod machine;
 pub mod plic;
+pub mod profile;
 pub mod rtc;
 pub mod test_dev;
 pub mod uart;
