@@ -39,6 +39,7 @@ HOST = "10.0.2.1"
 GUEST = "10.0.2.15"
 DOWN_PORT = 5002
 STAMP = re.compile(rb"^(bench-disk-(?:write|read|end)) ([0-9.]+)\r?$", re.M)
+KSYMS = re.compile(rb"^bench-kallsyms ([0-9]+)\r?$", re.M)
 
 
 
@@ -52,6 +53,7 @@ class Server:
 
     def start(self):
         self.results = {}
+        self.walls = {}
         self.fetched = threading.Event()
         threading.Thread(target=self._upload, daemon=True).start()
         threading.Thread(target=self._download, daemon=True).start()
@@ -68,6 +70,7 @@ class Server:
                 time.sleep(0.5)
         with conn:
             conn.settimeout(None)
+            w0 = time.time()
             t0 = time.monotonic()
             conn.sendall(b"GET /up HTTP/1.0\r\n\r\n")
             n, head = 0, b""
@@ -85,6 +88,7 @@ class Server:
                 else:
                     n += len(b)
             t1 = time.monotonic()
+        self.walls["up"] = (w0, time.time())
         self.results["up"] = (n, t1 - t0)
         self.fetched.set()
 
@@ -93,6 +97,7 @@ class Server:
         # The guest's download waits for the fetch, so they never overlap.
         self.fetched.wait()
         with conn:
+            w0 = time.time()
             t0 = time.monotonic()
             chunk = b"\x5a" * (1 << 20)
             left = self.net_bytes
@@ -104,11 +109,13 @@ class Server:
             while conn.recv(65536):
                 pass
             t1 = time.monotonic()
+        self.walls["down"] = (w0, time.time())
         self.results["down"] = (self.net_bytes, t1 - t0)
 
 
-def run_once(argv, timeout):
-    """Run argv to its end; return (stdout, stderr, cpu seconds)."""
+def run_once(argv, timeout, marks=None):
+    """Run argv to its end; return (stdout, stderr, cpu seconds). The Unix
+    time at which each bench-disk stamp first showed goes into `marks`."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     out, err = bytearray(), bytearray()
@@ -128,6 +135,9 @@ def run_once(argv, timeout):
                 del fds[fd]
             else:
                 fds[fd] += chunk
+                if marks is not None and fd == proc.stdout.fileno():
+                    for m in STAMP.finditer(out):
+                        marks.setdefault(m.group(1).decode(), time.time())
     _, status, usage = os.wait4(proc.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -144,6 +154,28 @@ def disk_rates(out, nbytes):
     w = t["bench-disk-read"] - t["bench-disk-write"]
     r = t["bench-disk-end"] - t["bench-disk-read"]
     return nbytes / max(w, 0.01) / 1e6, nbytes / max(r, 0.01) / 1e6
+
+
+def save_profile_extras(profile, disk, out, started, marks, walls):
+    """PROFILE.phases: `name t0 t1` per phase (Unix seconds);
+    PROFILE.kallsyms: the guest's symbols, which it left at the disk's start."""
+    phases = [("run", started, time.time())]
+    if len(marks) == 3:
+        phases += [("disk-write", marks["bench-disk-write"], marks["bench-disk-read"]),
+                   ("disk-read", marks["bench-disk-read"], marks["bench-disk-end"])]
+    for name, key in (("net-up", "up"), ("net-down", "down")):
+        if key in walls:
+            phases.append((name, *walls[key]))
+    with open(profile + ".phases", "w") as f:
+        for name, t0, t1 in phases:
+            f.write(f"{name} {t0:.3f} {t1:.3f}\n")
+            print(f"phase {name} {t0:.3f} {t1:.3f} ({t1 - t0:.2f} s)", file=sys.stderr)
+    m = KSYMS.search(out)
+    if m:
+        with open(disk, "rb") as f:
+            symbols = f.read(int(m.group(1)))
+        with open(profile + ".kallsyms", "wb") as f:
+            f.write(symbols)
 
 
 def main():
@@ -198,7 +230,9 @@ def main():
     for i in range(a.runs):
         for name, argv in tools:
             server.start()
-            out, err, cpu = run_once(argv, a.timeout)
+            marks = {}
+            started = time.time()
+            out, err, cpu = run_once(argv, a.timeout, marks)
             r = results[name]
             w, rd = disk_rates(out, a.disk_mib << 20)
             r["disk write"].append(w)
@@ -214,6 +248,9 @@ def main():
                     raise RuntimeError(f"{name}: {d} moved {n} bytes in {secs} s")
                 r[k].append(n / secs / 1e6)
             r["cpu"].append(cpu)
+            profile = os.environ.get("VESSEL_PROFILE")
+            if profile and name.startswith("vessel"):
+                save_profile_extras(profile, a.disk, out, started, marks, server.walls)
             if a.stats:
                 for line in out.splitlines():
                     if line.startswith(b"bench-stat "):

@@ -6,6 +6,9 @@
 # Knobs: RUNS (3), DISK_MIB (256), NET_MIB (32), PLAIN=1 to also run both
 # with their net offloads off, ONLY=vessel|QEMU to run one side (no ratios),
 # STATS=1 to print the guest's TCP, interrupt and interface counters.
+# VESSEL_PROFILE=PATH profiles vessel's guest (docs/virtio.md, "Profiling
+# the guest"): io.py also writes PATH.phases (Unix times of each phase) and
+# PATH.kallsyms (the guest's /proc/kallsyms) for bench/riscv/profile.py.
 set -eu
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -27,6 +30,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+KSYMS=:
+if [ -n "${VESSEL_PROFILE:-}" ]; then
+    # The guest's symbols (modules included) go out through the disk.
+    KSYMS='cat /proc/kallsyms >/tmp/ks; dd if=/tmp/ks of=/dev/vda bs=65536 conv=fsync 2>/dev/null; echo "bench-kallsyms $(wc -c </tmp/ks)"'
+fi
 cat > "$WORK/10-bench" <<EOF
 #!/bin/sh
 ip link set eth0 up
@@ -48,6 +56,7 @@ nc 10.0.2.1 5002 </dev/null >/dev/null
 grep -E '^(Tcp|TcpExt):' /proc/net/snmp /proc/net/netstat 2>/dev/null | sed 's/^/bench-stat /'
 grep -E 'virtio|plic|PLIC' /proc/interrupts | sed 's/^/bench-stat /'
 sed 's/^/bench-stat /' /proc/net/dev
+$KSYMS
 echo bench-done
 EOF
 chmod +x "$WORK/10-bench"
