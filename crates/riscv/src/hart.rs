@@ -4,7 +4,7 @@
 use crate::csr::{Csrs, MENVCFG_STCE, irqbit};
 use crate::decode::{Instruction, decode, decode_compressed};
 use crate::fastop::{Op, lower};
-use crate::jit::{self, BlockFn, Jit};
+use crate::jit::{self, BlockFn, BlockInfo, Compiled, Jit};
 use crate::mmu::Tlb;
 use crate::trap::{CpuFault, Exit, cause};
 use crate::{Clock, HartIrq, Mmio, Ram};
@@ -74,8 +74,8 @@ struct Block {
     /// epoch, so its successor on the same guest page may run without a new
     /// fetch translation.
     chains: bool,
-    /// Its compiled code and the JIT generation it belongs to.
-    code: Option<(BlockFn, u64)>,
+    /// Its compiled code, if it has been hot.
+    code: Option<Compiled>,
     /// Runs since it was decoded (counted up to the JIT's threshold).
     hits: u32,
 }
@@ -105,11 +105,6 @@ impl BlockCache {
         BlockCache {
             chunks: (0..BLOCKS >> CHUNK_BITS).map(|_| None).collect(),
         }
-    }
-
-    fn get(&self, idx: usize) -> Option<&Block> {
-        let chunk = self.chunks.get(idx >> CHUNK_BITS)?.as_ref()?;
-        chunk.get(idx & ((1 << CHUNK_BITS) - 1))
     }
 }
 
@@ -239,6 +234,15 @@ pub struct Hart {
     jit: Option<Jit>,
     /// The trap a compiled block stopped at (status `jit::TRAP`).
     pub(crate) jit_trap: Option<crate::trap::Trap>,
+    /// Link slots between compiled blocks are valid while they hold this;
+    /// bumped when code may have changed (`fence.i`, the code mapping reused).
+    pub(crate) link_epoch: u64,
+    /// The link slot the last compiled block left by, unfilled (0: none).
+    jit_exit_slot: usize,
+    /// See `refresh_jump_tag` (`mmu.rs`).
+    pub(crate) jump_tag: u64,
+    /// Set by compiled code when an indirect jump missed the jump cache.
+    jit_jump_miss: u64,
 }
 
 impl std::fmt::Debug for Hart {
@@ -282,6 +286,10 @@ impl Hart {
             traps_in_a_row: 0,
             jit: None,
             jit_trap: None,
+            link_epoch: 1,
+            jit_exit_slot: 0,
+            jump_tag: 0,
+            jit_jump_miss: 0,
         };
         hart.sync_mode();
         hart.jit = match hart.config.jit {
@@ -309,6 +317,10 @@ impl Hart {
             entry_epoch: off(t.entry_epoch),
             entry_host: off(t.host),
             resv_active: self.ram.reservations_active_addr(),
+            link_epoch: off(std::mem::offset_of!(Hart, link_epoch)),
+            exit_slot: off(std::mem::offset_of!(Hart, jit_exit_slot)),
+            jump_tag: off(std::mem::offset_of!(Hart, jump_tag)),
+            jump_miss: off(std::mem::offset_of!(Hart, jit_jump_miss)),
         }
     }
 
@@ -404,6 +416,9 @@ impl Hart {
     pub fn run(&mut self, mmio: &mut dyn Mmio, budget: u64) -> Exit {
         let end = self.instret.saturating_add(budget);
         let mut countdown = 0u64;
+        // The last compiled block left by an indirect jump the jump cache
+        // did not know: the next compiled block found goes in it.
+        let mut jump_miss = false;
         loop {
             if countdown == 0 {
                 if let Some(c) = self.pending_interrupt() {
@@ -430,6 +445,9 @@ impl Hart {
             let vpage = self.pc & !0xfff;
             let ppage = paddr & !0xfff;
             let host_page = host - (paddr & 0xfff) as usize;
+            // The link slot the previous compiled block left by, to be
+            // filled with this block's code if it is compiled.
+            let mut link: usize = 0;
             loop {
                 // Find (or build) the decoded block at paddr.
                 let idx = (paddr >> 1) as usize & (BLOCKS - 1);
@@ -459,10 +477,28 @@ impl Hart {
                     }
                     break;
                 }
-                let chains = self.blocks[idx].chains;
+                let mut chains = self.blocks[idx].chains;
                 let (done, end_of_block) = match self.compiled(idx, countdown) {
-                    Some(code) => self.run_compiled(code, mmio),
+                    Some(code) => {
+                        if let Some(jit) = self.jit.as_mut() {
+                            if link != 0 {
+                                jit.link(link, &code, self.link_epoch);
+                            }
+                            if jump_miss {
+                                jit.remember_jump(self.pc, self.jump_tag, &code);
+                            }
+                        }
+                        let (done, end, chained) = self.run_compiled(code.call, countdown, mmio);
+                        // Linked blocks may have run after this one: the
+                        // last one says whether the chain may go on.
+                        chains = chained;
+                        link = std::mem::take(&mut self.jit_exit_slot);
+                        jump_miss = std::mem::take(&mut self.jit_jump_miss) != 0;
+                        (done, end)
+                    }
                     None => {
+                        link = 0;
+                        jump_miss = false;
                         // Borrow the block's instructions out of the cache
                         // while they run (nothing executed inside a block
                         // rebuilds blocks).
@@ -507,14 +543,14 @@ impl Hart {
     /// the tracer off, the whole block fits in `limit`, and it is hot
     /// (compiled on the run that makes it so).
     #[inline(always)]
-    fn compiled(&mut self, idx: usize, limit: u64) -> Option<BlockFn> {
+    fn compiled(&mut self, idx: usize, limit: u64) -> Option<Compiled> {
         let jit = self.jit.as_mut()?;
         let b = &mut self.blocks[idx];
         if b.insts.len() as u64 > limit || self.trace {
             return None;
         }
-        if let Some((code, generation)) = b.code
-            && generation == jit.generation
+        if let Some(code) = b.code
+            && code.generation == jit.generation
         {
             return Some(code);
         }
@@ -523,24 +559,42 @@ impl Hart {
             return None;
         }
         b.hits = 0;
-        let code = jit.compile(&b.insts, idx)?;
-        b.code = Some((code, jit.generation));
+        let info = BlockInfo {
+            paddr: b.paddr,
+            chains: b.chains,
+        };
+        let before = jit.generation;
+        let code = jit.compile(&info, &b.insts)?;
+        b.code = Some(code);
+        if jit.generation != before {
+            // The mapping was reused: every link slot is gone.
+            self.link_epoch += 1;
+            self.refresh_jump_tag();
+        }
         Some(code)
     }
 
-    /// Run compiled block code; returns how many instructions retired and
-    /// why it stopped, as [`Hart::run_block`] does.
-    fn run_compiled(&mut self, code: BlockFn, mut mmio: &mut dyn Mmio) -> (u64, BlockEnd) {
+    /// Run compiled block code with at most `limit` instructions (it may
+    /// go on into linked blocks); returns how many instructions retired,
+    /// why it stopped, and whether the next block may run without
+    /// translating pc again (as a block's `chains`).
+    fn run_compiled(
+        &mut self,
+        code: BlockFn,
+        limit: u64,
+        mut mmio: &mut dyn Mmio,
+    ) -> (u64, BlockEnd, bool) {
         let before = self.instret;
         let mmio_ref: *mut &mut dyn Mmio = &mut mmio;
         // SAFETY: `code` was compiled by this hart's JIT from a block that is
         // still current (same paddr and epoch, same generation), for this
         // hart's layout; it gets the hart and the device bus exclusively
-        // for the call, as its helpers expect.
-        let status = unsafe { code(self, mmio_ref.cast()) };
+        // for the call, as its helpers expect, and links only to blocks
+        // whose link slots still hold the current link epoch.
+        let status = unsafe { code(self, mmio_ref.cast(), limit) };
         let done = self.instret - before;
         let end = match status {
-            jit::NEXT => BlockEnd::Next,
+            jit::NEXT | jit::NEXT_UNCHAINED => BlockEnd::Next,
             jit::CHECK_IRQ => BlockEnd::CheckIrq,
             jit::WFI => BlockEnd::Wfi,
             _ => match self.jit_trap.take() {
@@ -548,14 +602,15 @@ impl Hart {
                 None => BlockEnd::CheckIrq,
             },
         };
-        (done, end)
+        (done, end, status == jit::NEXT)
     }
 
-    /// Execute instruction `index` of block `block` through the executor,
+    /// Execute the JIT's operation number `index` through the executor,
     /// for compiled code (pc and instret are current): a `jit` status.
-    pub(crate) fn jit_exec_one(&mut self, mmio: &mut dyn Mmio, block: usize, index: usize) -> u64 {
-        let Some(&(op, raw)) = self.blocks.get(block).and_then(|b| b.insts.get(index)) else {
-            return jit::CHECK_IRQ;
+    pub(crate) fn jit_exec_one(&mut self, mmio: &mut dyn Mmio, index: usize) -> u64 {
+        let Some((op, raw)) = self.jit.as_ref().and_then(|j| j.op(index)) else {
+            // Compiled code names only operations of its own generation.
+            unreachable!("compiled code asked for executor operation {index}, which is not there");
         };
         let len = if raw & 3 == 3 { 4 } else { 2 };
         match self.exec_op(op, len, raw, mmio) {
@@ -709,10 +764,12 @@ impl Hart {
                 break;
             }
         }
+        // Evicted code stays correct for its address (links to it may go on
+        // until `fence.i` or the code mapping is reused).
         let b = &mut self.blocks[idx];
+        b.code = None;
         b.chains = insts.iter().all(|(op, _)| chains_through(op));
         b.insts = insts;
-        b.code = None;
         b.hits = 0;
         b.paddr = paddr;
         b.epoch = self.block_epoch;

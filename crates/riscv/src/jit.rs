@@ -43,6 +43,12 @@ use std::ffi::c_void;
 pub(crate) const HOT: u32 = 16;
 /// Size of each hart's code mapping (reserved, touched as it fills).
 const REGION_SIZE: usize = 32 << 20;
+/// More than the code of any block (32 instructions of at most ~200 bytes).
+const MAX_BLOCK_CODE: usize = 64 << 10;
+/// Entries of the jump cache (indirect jump targets to code), a power of two.
+const JUMPS: usize = 4096;
+/// Words per jump-cache entry: target pc, tag, code address, padding.
+const JUMP_WORDS: usize = 4;
 
 /// The block ran to its end; pc is its successor.
 pub(crate) const NEXT: u64 = 0;
@@ -52,9 +58,31 @@ pub(crate) const CHECK_IRQ: u64 = 1;
 pub(crate) const WFI: u64 = 2;
 /// An instruction trapped: the trap is in `Hart::jit_trap`.
 pub(crate) const TRAP: u64 = 3;
+/// As [`NEXT`], after an instruction that may have changed privilege or
+/// translation: pc must be translated again before the next block.
+pub(crate) const NEXT_UNCHAINED: u64 = 4;
 
-/// A compiled block: `(hart, &mut &mut dyn Mmio)` to a status.
-pub(crate) type BlockFn = unsafe extern "C" fn(*mut Hart, *mut c_void) -> u64;
+/// A compiled block: `(hart, &mut &mut dyn Mmio, instructions it may run
+/// before interrupts are looked at)` to a status.
+pub(crate) type BlockFn = unsafe extern "C" fn(*mut Hart, *mut c_void, u64) -> u64;
+
+/// A compiled block: where the run loop calls it, and where linked blocks
+/// jump into it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Compiled {
+    pub call: BlockFn,
+    pub link_entry: usize,
+    /// The JIT generation the code belongs to.
+    pub generation: u64,
+}
+
+/// What the compiler needs to know of a decoded block besides its operations.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockInfo {
+    pub paddr: u64,
+    /// See `Block::chains` in `hart.rs`.
+    pub chains: bool,
+}
 
 /// Where compiled code finds the hart's state: byte offsets into [`Hart`]
 /// and addresses that stay put for the hart's life.
@@ -74,6 +102,14 @@ pub(crate) struct Layout {
     pub entry_host: i32,
     /// The count of active LR reservations (an `AtomicU32` in shared RAM state).
     pub resv_active: usize,
+    /// Link slots hold this epoch while valid (`Hart::link_epoch`).
+    pub link_epoch: i32,
+    /// Where a block leaves the address of the link slot it could not take.
+    pub exit_slot: i32,
+    /// The tag valid jump-cache entries carry (`Hart::jump_tag`).
+    pub jump_tag: i32,
+    /// Set to 1 when an indirect jump misses the jump cache.
+    pub jump_miss: i32,
 }
 
 /// One hart's code mapping.
@@ -138,6 +174,12 @@ pub(crate) struct Jit {
     layout: Layout,
     /// Runs of a block before it is compiled.
     pub(crate) hot: u32,
+    /// Operations compiled code hands to the executor, by index (this generation's).
+    ops: Vec<(Op, u32)>,
+    /// The jump cache: indirect jumps (`jalr`) look their target pc up here
+    /// and go straight to its code while the entry's tag is current.
+    /// Zeroed memory (allocated lazily by the system) is all invalid entries.
+    jumps: Vec<u64>,
     /// Bumped when the mapping is reused: older code is stale.
     pub(crate) generation: u64,
     /// Blocks compiled so far (all generations).
@@ -165,28 +207,74 @@ impl Jit {
             region: Region::new()?,
             layout,
             hot,
+            ops: Vec::new(),
+            jumps: vec![0; JUMPS * JUMP_WORDS],
             generation: 1,
             compiled: 0,
         })
     }
 
-    /// Compile decoded block number `block` (its operations `insts`).
-    /// `None` only if the block cannot be assembled, which is a bug.
-    pub(crate) fn compile(&mut self, insts: &[(Op, u32)], block: usize) -> Option<BlockFn> {
-        let code = assemble(&self.layout, insts, block)?;
-        let p = match self.region.push(&code) {
-            Some(p) => p,
-            None => {
-                self.region.used = 0;
-                self.generation += 1;
-                self.region.push(&code)?
-            }
-        };
+    /// Compile a decoded block. `None` only if it cannot be assembled,
+    /// which is a bug. When the mapping had to be reused, the generation
+    /// changes: every older block and link is stale.
+    pub(crate) fn compile(&mut self, block: &BlockInfo, insts: &[(Op, u32)]) -> Option<Compiled> {
+        if self.region.used + MAX_BLOCK_CODE > REGION_SIZE {
+            // Reuse the mapping: older code, links and executor operations go.
+            self.region.used = 0;
+            self.ops.clear();
+            self.generation += 1;
+        }
+        let jumps = self.jumps.as_ptr() as usize;
+        let (code, entry) = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
+        let p = self.region.push(&code)?;
         self.compiled += 1;
         // SAFETY: `p` holds a complete function assembled for the
-        // `BlockFn` signature (System V: hart in rdi, mmio in rsi, status in
-        // rax; callee-saved registers restored), in executable memory.
-        Some(unsafe { std::mem::transmute::<*const u8, BlockFn>(p) })
+        // `BlockFn` signature (System V: hart in rdi, mmio in rsi, budget in
+        // rdx, status in rax; callee-saved registers restored), in
+        // executable memory.
+        let call = unsafe { std::mem::transmute::<*const u8, BlockFn>(p) };
+        Some(Compiled {
+            call,
+            link_entry: p as usize + entry,
+            generation: self.generation,
+        })
+    }
+
+    /// Remember that `pc`, under the translation and privilege `tag`
+    /// stands for, runs `code`.
+    pub(crate) fn remember_jump(&mut self, pc: u64, tag: u64, code: &Compiled) {
+        if code.generation != self.generation {
+            return;
+        }
+        let i = ((pc >> 1) as usize & (JUMPS - 1)) * JUMP_WORDS;
+        self.jumps[i] = pc;
+        self.jumps[i + 1] = tag;
+        self.jumps[i + 2] = code.link_entry as u64;
+    }
+
+    /// The executor operation number `index` of the current generation.
+    pub(crate) fn op(&self, index: usize) -> Option<(Op, u32)> {
+        self.ops.get(index).copied()
+    }
+
+    /// Fill the link slot at `slot` (left by a block that just returned,
+    /// in the current generation) with `to`'s entry, valid for `epoch`.
+    pub(crate) fn link(&mut self, slot: usize, to: &Compiled, epoch: u64) {
+        let inside = slot >= self.region.base as usize
+            && slot + 16 <= self.region.base as usize + self.region.used
+            && slot.is_multiple_of(8);
+        if !inside || to.generation != self.generation {
+            return;
+        }
+        // SAFETY: `slot` is two aligned words inside the used part of this
+        // hart's mapping (checked above): a link slot of a block of the
+        // current generation, written only here and read by compiled code,
+        // which is not running now.
+        unsafe {
+            let p = slot as *mut u64;
+            p.add(1).write(to.link_entry as u64);
+            p.write(epoch);
+        }
     }
 }
 
@@ -246,10 +334,10 @@ unsafe extern "C" fn store_slow(
 ///
 /// # Safety
 /// As for [`load_slow`].
-unsafe extern "C" fn exec_one(hart: *mut Hart, mmio: *mut c_void, block: u64, index: u64) -> u64 {
+unsafe extern "C" fn exec_one(hart: *mut Hart, mmio: *mut c_void, index: u64) -> u64 {
     // SAFETY: per the function's contract.
     let (hart, mmio) = unsafe { (&mut *hart, &mut *(mmio as *mut &mut dyn Mmio)) };
-    hart.jit_exec_one(*mmio, block as usize, index as usize)
+    hart.jit_exec_one(*mmio, index as usize)
 }
 
 /// How a compiled instruction reaches memory.
@@ -431,15 +519,49 @@ struct Slow {
     mem: Mem,
 }
 
+/// Where a block's exits go, for [`direct_exit`].
+struct Exits {
+    /// The epilogue (status in rax).
+    exit: DynamicLabel,
+    /// Link slots (two words: link epoch, successor's entry), emitted
+    /// after the code.
+    slots: Vec<DynamicLabel>,
+    /// The block leaves privilege and translation alone, so a successor on
+    /// the same guest page is on the same physical page.
+    chains: bool,
+    /// Offset of the block's first instruction in its page.
+    page_off: i32,
+    /// Address of the jump cache.
+    jumps: usize,
+}
+
 type Asm = VecAssembler<X64Relocation>;
 
 /// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 = pc of the
 /// block's first instruction, r14 = TLB entries; rax, rcx, rdx, rsi, rdi,
 /// r8 are scratch. Guest registers are `[rbx + x + 8 * n]`.
-fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
+/// `ops` collects the operations that go through the executor (their
+/// index is what the code passes).
+fn assemble(
+    l: &Layout,
+    b: &BlockInfo,
+    insts: &[(Op, u32)],
+    ops: &mut Vec<(Op, u32)>,
+    jumps: usize,
+) -> Option<(Vec<u8>, usize)> {
     let mut a: Asm = VecAssembler::new(0);
     let exit = a.new_dynamic_label();
+    let bail = a.new_dynamic_label();
+    let entry = a.new_dynamic_label();
+    let mut e = Exits {
+        exit,
+        slots: Vec::new(),
+        chains: b.chains,
+        page_off: (b.paddr & 0xfff) as i32,
+        jumps,
+    };
     let xr = |r: u8| l.x + 8 * i32::from(r & 31);
+    let n = insts.len() as i32;
     dynasm!(a
         ; .arch x64
         ; push rbx
@@ -449,8 +571,15 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
         ; push r15
         ; mov rbx, rdi
         ; mov r12, rsi
-        ; mov r13, QWORD [rbx + l.pc]
+        ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
+        // Linked blocks enter here: pc is current, r15 counts the
+        // instructions left before the run loop must look at interrupts.
+        ; =>entry
+        ; cmp r15, n
+        ; jb =>bail
+        ; sub r15, n
+        ; mov r13, QWORD [rbx + l.pc]
     );
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
@@ -487,14 +616,13 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
                 });
             }
             Kind::Jump => {
-                jump(&mut a, l, &op, off, len, xr);
-                pending += 1;
-                sync_instret(&mut a, l, pending);
-                dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>exit);
+                jump(&mut a, l, &mut e, &op, off, len, pending + 1);
                 ended = true;
                 break;
             }
             Kind::Call => {
+                let index = ops.len();
+                ops.push((op, raw));
                 sync_instret(&mut a, l, pending);
                 pending = 0;
                 dynasm!(a
@@ -503,8 +631,7 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
                     ; mov QWORD [rbx + l.pc], rax
                     ; mov rdi, rbx
                     ; mov rsi, r12
-                    ; mov rdx, QWORD block as i64
-                    ; mov rcx, QWORD i as i64
+                    ; mov rdx, QWORD index as i64
                     ; mov rax, QWORD exec_one as *const () as usize as i64
                     ; call rax
                     ; test rax, rax
@@ -512,8 +639,13 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
                 );
                 off += len;
                 // The executor retired it and moved pc (also for the jumps
-                // and system instructions that end blocks).
+                // and system instructions that end blocks). After one that
+                // may change privilege or translation, the run loop must
+                // translate pc again.
                 if i + 1 == insts.len() {
+                    if !b.chains {
+                        dynasm!(a ; .arch x64 ; mov eax, NEXT_UNCHAINED as i32);
+                    }
                     dynasm!(a ; .arch x64 ; jmp =>exit);
                     ended = true;
                     break;
@@ -527,15 +659,12 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
     if !ended {
         // Ran off the end (length limit or page end): pc is the next one.
         sync_instret(&mut a, l, pending);
-        dynasm!(a
-            ; .arch x64
-            ; lea rax, [r13 + off]
-            ; mov QWORD [rbx + l.pc], rax
-            ; xor eax, eax
-        );
+        direct_exit(&mut a, l, &mut e, off);
     }
     dynasm!(a
         ; .arch x64
+        ; =>bail
+        ; xor eax, eax
         ; =>exit
         ; pop r15
         ; pop r14
@@ -557,7 +686,12 @@ fn assemble(l: &Layout, insts: &[(Op, u32)], block: usize) -> Option<Vec<u8>> {
         sync_instret(&mut a, l, t.retired);
         dynasm!(a ; .arch x64 ; mov eax, TRAP as i32 ; jmp =>exit);
     }
-    a.finalize().ok()
+    dynasm!(a ; .arch x64 ; .align 8);
+    for &slot in &e.slots {
+        dynasm!(a ; .arch x64 ; =>slot ; .u64 0 ; .u64 0);
+    }
+    let entry = a.labels().resolve_dynamic(entry).ok()?.0;
+    Some((a.finalize().ok()?, entry))
 }
 
 fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
@@ -737,18 +871,15 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
 }
 
 /// Branches and jumps: set pc (and the link register).
-fn jump(a: &mut Asm, l: &Layout, op: &Op, off: i32, len: i32, xr: impl Fn(u8) -> i32 + Copy) {
+fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, retired: i32) {
+    let xr = |r: u8| l.x + 8 * i32::from(r & 31);
     let next = off + len;
     match *op {
         Op::Jal { rd, imm } => {
             dynasm!(a ; .arch x64 ; lea rax, [r13 + next]);
             put(a, rd, xr);
-            dynasm!(a
-                ; .arch x64
-                ; lea rax, [r13 + off]
-                ; add rax, imm
-                ; mov QWORD [rbx + l.pc], rax
-            );
+            sync_instret(a, l, retired);
+            direct_exit(a, l, e, off + imm);
         }
         Op::Jalr { rd, rs1, imm } => {
             // The target first: rd may be rs1.
@@ -761,6 +892,29 @@ fn jump(a: &mut Asm, l: &Layout, op: &Op, off: i32, len: i32, xr: impl Fn(u8) ->
             );
             put(a, rd, xr);
             dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
+            sync_instret(a, l, retired);
+            if e.chains {
+                // The jump cache: target pc in rcx.
+                let miss = a.new_dynamic_label();
+                dynasm!(a
+                    ; .arch x64
+                    ; mov eax, ecx
+                    ; shr eax, 1
+                    ; and eax, (JUMPS - 1) as i32
+                    ; shl eax, (JUMP_WORDS * 8).trailing_zeros() as i8
+                    ; mov rdx, QWORD e.jumps as i64
+                    ; add rax, rdx
+                    ; cmp rcx, QWORD [rax]
+                    ; jne =>miss
+                    ; mov rdx, QWORD [rbx + l.jump_tag]
+                    ; cmp rdx, QWORD [rax + 8]
+                    ; jne =>miss
+                    ; jmp QWORD [rax + 16]
+                    ; =>miss
+                    ; mov QWORD [rbx + l.jump_miss], 1
+                );
+            }
+            dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
         }
         Op::Beq { rs1, rs2, imm }
         | Op::Bne { rs1, rs2, imm }
@@ -768,26 +922,57 @@ fn jump(a: &mut Asm, l: &Layout, op: &Op, off: i32, len: i32, xr: impl Fn(u8) ->
         | Op::Bge { rs1, rs2, imm }
         | Op::Bltu { rs1, rs2, imm }
         | Op::Bgeu { rs1, rs2, imm } => {
+            // instret first: its `add` changes the flags.
+            sync_instret(a, l, retired);
+            let taken = a.new_dynamic_label();
             dynasm!(a
                 ; .arch x64
-                ; lea rcx, [r13 + next]
-                ; lea rdx, [r13 + off]
-                ; add rdx, imm
                 ; mov rax, QWORD [rbx + xr(rs1)]
                 ; cmp rax, QWORD [rbx + xr(rs2)]
             );
             match *op {
-                Op::Beq { .. } => dynasm!(a ; .arch x64 ; cmove rcx, rdx),
-                Op::Bne { .. } => dynasm!(a ; .arch x64 ; cmovne rcx, rdx),
-                Op::Blt { .. } => dynasm!(a ; .arch x64 ; cmovl rcx, rdx),
-                Op::Bge { .. } => dynasm!(a ; .arch x64 ; cmovge rcx, rdx),
-                Op::Bltu { .. } => dynasm!(a ; .arch x64 ; cmovb rcx, rdx),
-                _ => dynasm!(a ; .arch x64 ; cmovae rcx, rdx),
+                Op::Beq { .. } => dynasm!(a ; .arch x64 ; je =>taken),
+                Op::Bne { .. } => dynasm!(a ; .arch x64 ; jne =>taken),
+                Op::Blt { .. } => dynasm!(a ; .arch x64 ; jl =>taken),
+                Op::Bge { .. } => dynasm!(a ; .arch x64 ; jge =>taken),
+                Op::Bltu { .. } => dynasm!(a ; .arch x64 ; jb =>taken),
+                _ => dynasm!(a ; .arch x64 ; jae =>taken),
             }
-            dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
+            direct_exit(a, l, e, next);
+            dynasm!(a ; .arch x64 ; =>taken);
+            direct_exit(a, l, e, off + imm);
         }
         _ => unreachable!("kind() sends only jumps here"),
     }
+}
+
+/// Leave the block for pc = its first instruction's pc + `target` bytes
+/// (instret already current). A target on the same guest page gets a link
+/// slot: while the slot holds the current link epoch, the jump goes
+/// straight to the successor's code; otherwise the slot's address is left
+/// in `Hart::jit_exit_slot` for the run loop to fill, and the block returns.
+fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
+    dynasm!(a
+        ; .arch x64
+        ; lea rax, [r13 + target]
+        ; mov QWORD [rbx + l.pc], rax
+    );
+    if e.chains && (0..0x1000).contains(&(e.page_off + target)) {
+        let slot = a.new_dynamic_label();
+        let miss = a.new_dynamic_label();
+        e.slots.push(slot);
+        dynasm!(a
+            ; .arch x64
+            ; lea rax, [=>slot]
+            ; mov rcx, QWORD [rbx + l.link_epoch]
+            ; cmp rcx, QWORD [rax]
+            ; jne =>miss
+            ; jmp QWORD [rax + 8]
+            ; =>miss
+            ; mov QWORD [rbx + l.exit_slot], rax
+        );
+    }
+    dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
 }
 
 /// The inline TLB path of a load or store; jumps to `slow` unless the
@@ -990,7 +1175,58 @@ mod tests {
         h.jit_trap = None;
         h.sync_mode();
         h.tlb_flush();
-        h.block_epoch += 1; // the code changed since the last case
+        // The code changed since the last case: what `fence.i` does.
+        h.block_epoch += 1;
+        h.link_epoch += 1;
+        h.refresh_jump_tag();
+    }
+
+    /// A loop that calls a function (through the jump cache both ways) and,
+    /// halfway, rewrites that function and runs
+    /// `fence.i`: compiled, links and all, it counts what the interpreter
+    /// counts, and the new instruction runs from then on.
+    #[test]
+    fn links_and_the_jump_cache_follow_code_rewritten_before_fence_i() {
+        let code: [u32; 9] = [
+            0x0015_0513, // loop: addi a0, a0, 1
+            0x0002_80e7, //       jalr ra, 0(t0) (calls f)
+            0xfe75_1ce3, //       bne a0, t2, loop
+            0x0062_a023, //       sw t1, 0(t0)
+            0x0000_100f, //       fence.i
+            0xfedf_f06f, //       j loop
+            0x0015_8593, // f:    addi a1, a1, 1
+            0x0000_8067, //       ret
+            0x0645_8593, //       addi a1, a1, 100 (the new first instruction of f)
+        ];
+        let mut finals = Vec::new();
+        for mode in [JitMode::Off, JitMode::After(1)] {
+            let mem = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
+            let ram = Ram::new(&mem).unwrap();
+            for (i, w) in code.iter().enumerate() {
+                ram.write(CODE + 4 * i as u64, 4, u64::from(*w)).unwrap();
+            }
+            let mut h = hart(&ram, mode);
+            h.set_pc(CODE);
+            h.set_reg(5, CODE + 0x18); // t0 = &f
+            h.set_reg(6, u64::from(code[8])); // t1 = the new instruction
+            h.set_reg(7, 500); // t2: rewrite after 500 rounds
+            assert_eq!(h.run(&mut NoMmio, 5000), Exit::Budget);
+            let rounds = h.reg(10);
+            let calls_before = 500;
+            assert!(rounds > 800, "{mode:?}: only {rounds} rounds");
+            // Calls after the rewrite add 100, except the one in flight.
+            let want = calls_before + (rounds - calls_before) * 100;
+            assert!(
+                h.reg(11).abs_diff(want) <= 100,
+                "{mode:?}: a1 = {}, expected about {want}",
+                h.reg(11)
+            );
+            if mode != JitMode::Off {
+                assert!(h.jit_blocks() >= 3, "compiled {}", h.jit_blocks());
+            }
+            finals.push((h.pc(), h.instret(), h.reg(10), h.reg(11), h.reg(1)));
+        }
+        assert_eq!(finals[0], finals[1], "interpreted vs compiled");
     }
 
     /// Random blocks run the same compiled as interpreted: registers, FP

@@ -138,6 +138,15 @@ fn mode_index(prv: u8) -> usize {
 impl Hart {
     pub(crate) fn tlb_flush(&mut self) {
         self.tlb.epoch += 1;
+        self.refresh_jump_tag();
+    }
+
+    /// Recompute the tag that valid jump-cache entries (`jit.rs`) carry: it
+    /// changes with the fetch translation (TLB epoch), the code (link
+    /// epoch) and the privilege.
+    pub(crate) fn refresh_jump_tag(&mut self) {
+        self.jump_tag =
+            (self.tlb.epoch.wrapping_add(self.link_epoch) << 2) | u64::from(self.prv & 3);
     }
 
     /// Recompute the TLB sets for fetches and data accesses after a change of
@@ -147,6 +156,7 @@ impl Hart {
         let d = mode_index(self.data_priv()) * 3;
         self.tlb.load_base = (d + Access::Load as usize) << TLB_BITS;
         self.tlb.store_base = (d + Access::Store as usize) << TLB_BITS;
+        self.refresh_jump_tag();
     }
 
     /// Privilege that loads and stores use (MPRV).

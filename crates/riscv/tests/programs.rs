@@ -75,7 +75,11 @@ fn programs_dir() -> PathBuf {
 /// cross compiler is missing (make test installs it).
 fn assemble(name: &str) -> Vec<u8> {
     let dir = programs_dir();
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("riscv-{name}.elf"));
+    // One file per call: tests running in parallel assemble the same program.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("riscv-{name}-{}-{n}.elf", std::process::id()));
     let status = Command::new(CC)
         .args([
             "-march=rv64gc",
@@ -100,7 +104,9 @@ fn assemble(name: &str) -> Vec<u8> {
         Ok(s) if !s.success() => panic!("{CC} failed to assemble tests/programs/{name}.S"),
         Ok(_) => {}
     }
-    std::fs::read(&out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()))
+    let elf = std::fs::read(&out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()));
+    let _ = std::fs::remove_file(&out);
+    elf
 }
 
 /// Run a program to its verdict; returns the hart for extra checks.
