@@ -385,16 +385,31 @@ impl Hart {
                         })
                     }
                 };
+                let mstatus_before = self.csr.mstatus;
                 if let Some(v) = write {
                     self.csr_write(csr, v)?;
                 }
                 self.w(rd, old);
                 self.pc = next;
-                return Ok(if write.is_some() {
-                    Flow::CheckIrq
-                } else {
-                    Flow::Next
-                });
+                // Only a write that may make an interrupt deliverable needs
+                // the run loop to look now: an enable bit turned on in
+                // mstatus/sstatus, or any write to the interrupt CSRs.
+                // (Turning interrupts off, the common case, goes on.)
+                let irq = write.is_some()
+                    && match csr {
+                        csra::MSTATUS | csra::SSTATUS => {
+                            self.csr.mstatus & !mstatus_before & (ms::MIE | ms::SIE) != 0
+                        }
+                        csra::MIE
+                        | csra::SIE
+                        | csra::MIP
+                        | csra::SIP
+                        | csra::MIDELEG
+                        | csra::STIMECMP
+                        | csra::MENVCFG => true,
+                        _ => false,
+                    };
+                return Ok(if irq { Flow::CheckIrq } else { Flow::Next });
             }
             I::Lr { rd, rs1, double } => {
                 let a = self.r(rs1);

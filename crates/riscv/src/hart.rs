@@ -143,39 +143,46 @@ fn ends_block(inst: &Instruction) -> bool {
             | I::Wfi
             | I::SfenceVma { .. }
             | I::FenceI
-            | I::Csr { .. }
+            | I::Csr {
+                csr: crate::csr::addr::SATP,
+                ..
+            }
             | I::Illegal { .. }
     )
 }
 
-/// Whether `op` leaves privilege, address translation and the block epoch
-/// alone, whatever its operands (lowered operations never touch them; of the
-/// rest, system instructions, CSR accesses and `fence.i` may).
+/// Whether `op` leaves privilege, instruction-fetch translation and the
+/// block epoch alone, whatever its operands (lowered operations never touch
+/// them; of the rest, system instructions, `satp` accesses and `fence.i`
+/// may; other CSRs change data translation at most, which loads and stores
+/// look up afresh).
 fn chains_through(op: &Op) -> bool {
     use Instruction as I;
     match op {
-        Op::Other(inst) => matches!(
-            inst,
-            I::Lui { .. }
-                | I::Auipc { .. }
-                | I::Jal { .. }
-                | I::Jalr { .. }
-                | I::Branch { .. }
-                | I::Load { .. }
-                | I::Store { .. }
-                | I::OpImm { .. }
-                | I::OpImm32 { .. }
-                | I::Op { .. }
-                | I::Op32 { .. }
-                | I::Fence
-                | I::Lr { .. }
-                | I::Sc { .. }
-                | I::Amo { .. }
-                | I::FLoad { .. }
-                | I::FStore { .. }
-                | I::Fma { .. }
-                | I::Fp { .. }
-        ),
+        Op::Other(inst) => {
+            matches!(
+                inst,
+                I::Lui { .. }
+                    | I::Auipc { .. }
+                    | I::Jal { .. }
+                    | I::Jalr { .. }
+                    | I::Branch { .. }
+                    | I::Load { .. }
+                    | I::Store { .. }
+                    | I::OpImm { .. }
+                    | I::OpImm32 { .. }
+                    | I::Op { .. }
+                    | I::Op32 { .. }
+                    | I::Fence
+                    | I::Lr { .. }
+                    | I::Sc { .. }
+                    | I::Amo { .. }
+                    | I::FLoad { .. }
+                    | I::FStore { .. }
+                    | I::Fma { .. }
+                    | I::Fp { .. }
+            ) || matches!(inst, I::Csr { csr, .. } if *csr != crate::csr::addr::SATP)
+        }
         _ => true,
     }
 }
@@ -445,9 +452,10 @@ impl Hart {
             let vpage = self.pc & !0xfff;
             let ppage = paddr & !0xfff;
             let host_page = host - (paddr & 0xfff) as usize;
-            // The link slot the previous compiled block left by, to be
-            // filled with this block's code if it is compiled.
-            let mut link: usize = 0;
+            // The link slot the previous compiled block left by (0: none)
+            // and the JIT generation it belongs to: filled with this
+            // block's code if it is compiled.
+            let mut link: (usize, u64) = (0, 0);
             loop {
                 // Find (or build) the decoded block at paddr.
                 let idx = (paddr >> 1) as usize & (BLOCKS - 1);
@@ -481,8 +489,8 @@ impl Hart {
                 let (done, end_of_block) = match self.compiled(idx, countdown) {
                     Some(code) => {
                         if let Some(jit) = self.jit.as_mut() {
-                            if link != 0 {
-                                jit.link(link, &code, self.link_epoch);
+                            if link.0 != 0 {
+                                jit.link(link.0, link.1, &code, self.link_epoch);
                             }
                             if jump_miss {
                                 jit.remember_jump(self.pc, self.jump_tag, &code);
@@ -492,12 +500,13 @@ impl Hart {
                         // Linked blocks may have run after this one: the
                         // last one says whether the chain may go on.
                         chains = chained;
-                        link = std::mem::take(&mut self.jit_exit_slot);
+                        let generation = self.jit.as_ref().map_or(0, |j| j.generation);
+                        link = (std::mem::take(&mut self.jit_exit_slot), generation);
                         jump_miss = std::mem::take(&mut self.jit_jump_miss) != 0;
                         (done, end)
                     }
                     None => {
-                        link = 0;
+                        link = (0, 0);
                         jump_miss = false;
                         // Borrow the block's instructions out of the cache
                         // while they run (nothing executed inside a block
@@ -870,6 +879,7 @@ mod tests {
             (0x0000_000f, true),  // fence
             (0x0000_100f, false), // fence.i
             (0x1800_9073, false), // csrw satp, ra
+            (0x1005_2073, true),  // csrs sstatus, a0
             (0x3020_0073, false), // mret
             (0x1020_0073, false), // sret
             (0x1200_0073, false), // sfence.vma

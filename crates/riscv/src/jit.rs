@@ -41,8 +41,10 @@ use std::ffi::c_void;
 /// Runs of a decoded block before it is compiled, by default (a boot
 /// compiles about 100,000 blocks; 4, 16 and 64 gave the same boot time).
 pub(crate) const HOT: u32 = 16;
-/// Size of each hart's code mapping (reserved, touched as it fills).
-const REGION_SIZE: usize = 32 << 20;
+/// Size of each hart's code mapping (reserved, touched as it fills): a
+/// Debian boot fills it about twice. Unit tests use a small one, so they
+/// also reuse it.
+const REGION_SIZE: usize = if cfg!(test) { 256 << 10 } else { 16 << 20 };
 /// More than the code of any block (32 instructions of at most ~200 bytes).
 const MAX_BLOCK_CODE: usize = 64 << 10;
 /// Entries of the jump cache (indirect jump targets to code), a power of two.
@@ -257,19 +259,21 @@ impl Jit {
         self.ops.get(index).copied()
     }
 
-    /// Fill the link slot at `slot` (left by a block that just returned,
-    /// in the current generation) with `to`'s entry, valid for `epoch`.
-    pub(crate) fn link(&mut self, slot: usize, to: &Compiled, epoch: u64) {
+    /// Fill the link slot at `slot` (left by a block of generation
+    /// `slot_generation` that just returned) with `to`'s entry, valid for
+    /// `epoch`. Nothing happens if the mapping was reused since: the slot's
+    /// memory may hold other code now.
+    pub(crate) fn link(&mut self, slot: usize, slot_generation: u64, to: &Compiled, epoch: u64) {
         let inside = slot >= self.region.base as usize
             && slot + 16 <= self.region.base as usize + self.region.used
             && slot.is_multiple_of(8);
-        if !inside || to.generation != self.generation {
+        if !inside || slot_generation != self.generation || to.generation != self.generation {
             return;
         }
         // SAFETY: `slot` is two aligned words inside the used part of this
-        // hart's mapping (checked above): a link slot of a block of the
-        // current generation, written only here and read by compiled code,
-        // which is not running now.
+        // hart's mapping (checked above), a link slot of a block of the
+        // current generation (so not overwritten since), written only here
+        // and read by compiled code, which is not running now.
         unsafe {
             let p = slot as *mut u64;
             p.add(1).write(to.link_entry as u64);
