@@ -320,6 +320,7 @@ impl Hart {
             tlb_store_base: off(tlb + t.store_base),
             tlb_entries: self.tlb.entries_addr(),
             tlb_entry_shift: t.entry_shift,
+            tlb_set_mask: t.set_mask,
             entry_vpn: off(t.vpn),
             entry_epoch: off(t.entry_epoch),
             entry_host: off(t.host),

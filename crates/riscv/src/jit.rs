@@ -99,6 +99,7 @@ pub(crate) struct Layout {
     /// The TLB's entry array (a boxed slice: it never moves).
     pub tlb_entries: usize,
     pub tlb_entry_shift: u8,
+    pub tlb_set_mask: u32,
     pub entry_vpn: i32,
     pub entry_epoch: i32,
     pub entry_host: i32,
@@ -1000,7 +1001,7 @@ fn memory(a: &mut Asm, l: &Layout, m: Mem, slow: DynamicLabel, xr: impl Fn(u8) -
         ; mov rax, rsi
         ; shr rax, 12
         ; mov ecx, eax
-        ; and ecx, 0xff
+        ; and ecx, l.tlb_set_mask as i32
         ; add rcx, QWORD [rbx + base]
         ; shl rcx, l.tlb_entry_shift as i8
         ; add rcx, r14
