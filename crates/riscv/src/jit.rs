@@ -19,16 +19,25 @@
 //!   calls the interpreter's executor for that one instruction, with pc and
 //!   instret brought up to date first.
 //!
-//! A compiled function returns [`NEXT`] (pc is the successor), [`CHECK_IRQ`]
-//! or [`WFI`] (after an executor call asked for it), or [`TRAP`] (pc is the
-//! faulting instruction, `Hart::jit_trap` holds the trap and instret counts
-//! only the instructions before it). It updates `Hart::instret` itself.
+//! A compiled function returns [`NEXT`] (pc is the successor; with
+//! [`NEXT_UNCHAINED`] after a block that may have changed privilege or
+//! translation), [`CHECK_IRQ`] or [`WFI`] (after an executor call asked for
+//! it), or [`TRAP`] (pc is the faulting instruction, `Hart::jit_trap` holds
+//! the trap and instret counts only the instructions before it). It updates
+//! `Hart::instret` itself, and runs at most the number of instructions it
+//! is given before the run loop must look at interrupts.
+//!
+//! Blocks go on into each other without the run loop: a direct exit to the
+//! same guest page jumps through a link slot the run loop fills; an
+//! indirect jump looks its target up in the jump cache (pc to code, tagged
+//! with `Hart::jump_tag`). Both are dropped at once when `Hart::link_epoch`
+//! moves (`fence.i`, a reused mapping).
 //!
 //! Code lives in one anonymous mapping per hart; when it is full it is
 //! reused from the start and every block's code becomes stale (a
-//! generation number), to be compiled again when hot. `fence.i` makes the
-//! decoded blocks stale, and with them their code. Hosts other than x86-64
-//! and `VESSEL_JIT=0` run the interpreter alone.
+//! generation number), to be compiled again when hot. Code evicted from
+//! the block cache stays correct for its address until then. Hosts other
+//! than x86-64 and `VESSEL_JIT=0` run the interpreter alone.
 
 use crate::Mmio;
 use crate::decode::{AluOp, Instruction, LoadOp};
