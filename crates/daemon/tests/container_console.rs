@@ -74,11 +74,13 @@ fn freezer_state(pid: i32) -> String {
     }
 }
 
-/// `vessel console NAME` with its stdin and stdout as pipes.
+/// `vessel console NAME` with its stdin, stdout and stderr as pipes.
 struct CliConsole {
     child: Child,
     output: std::sync::mpsc::Receiver<Vec<u8>>,
     seen: Vec<u8>,
+    /// Everything it printed on stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl CliConsole {
@@ -92,6 +94,20 @@ impl CliConsole {
             .spawn()
             .unwrap();
         let mut stdout = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 1024];
@@ -105,7 +121,22 @@ impl CliConsole {
             child,
             output: rx,
             seen: Vec::new(),
+            stderr,
         }
+    }
+
+    /// Wait (up to 2 minutes) until it has printed `needle` on stderr.
+    async fn stderr_until(&self, needle: &str) {
+        for _ in 0..2400 {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "vessel console never printed {needle:?}; stderr: {}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     fn type_in(&mut self, text: &[u8]) {
@@ -152,14 +183,10 @@ async fn console_readers_detach_logs_and_pause() {
     // A read-only watcher, then `vessel console` as a user runs it.
     let mut watcher = c.console("box", false, 0).await.unwrap();
     let mut cli = CliConsole::start(&vessel, &socket, "box");
-    // The writer slot is taken once the CLI has attached: then a second
-    // writer is refused.
-    for _ in 0..2400 {
-        if c.console("box", true, 0).await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Once the CLI says it is attached it holds the writer slot: a second
+    // writer is refused. (Probing for that by attaching could take the
+    // slot just when the CLI asks for it, and the CLI would be refused.)
+    cli.stderr_until("attached to box's console").await;
     let err = c.console("box", true, 0).await.unwrap_err();
     assert_eq!(err.status(), Some(409), "{err}");
     // Typed input runs in the container; the answer (not the echo of the
@@ -172,14 +199,7 @@ async fn console_readers_detach_logs_and_pause() {
     cli.type_in(b"\x01d");
     let status = cli.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    let mut stderr = String::new();
-    cli.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(stderr.contains("detached from box"), "{stderr}");
+    cli.stderr_until("detached from box").await;
     let after = c.get("box").await.unwrap();
     assert_eq!(
         (after.state, after.pid),
