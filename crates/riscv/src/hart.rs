@@ -248,6 +248,8 @@ pub struct Hart {
     jit_exit_slot: usize,
     /// See `refresh_jump_tag` (`mmu.rs`).
     pub(crate) jump_tag: u64,
+    /// Set by compiled code when an indirect jump missed the jump cache.
+    jit_jump_miss: u64,
 }
 
 impl std::fmt::Debug for Hart {
@@ -294,6 +296,7 @@ impl Hart {
             link_epoch: 1,
             jit_exit_slot: 0,
             jump_tag: 0,
+            jit_jump_miss: 0,
         };
         hart.sync_mode();
         hart.jit = match hart.config.jit {
@@ -325,6 +328,7 @@ impl Hart {
             link_epoch: off(std::mem::offset_of!(Hart, link_epoch)),
             exit_slot: off(std::mem::offset_of!(Hart, jit_exit_slot)),
             jump_tag: off(std::mem::offset_of!(Hart, jump_tag)),
+            jump_miss: off(std::mem::offset_of!(Hart, jit_jump_miss)),
         }
     }
 
@@ -420,14 +424,11 @@ impl Hart {
     pub fn run(&mut self, mmio: &mut dyn Mmio, budget: u64) -> Exit {
         let end = self.instret.saturating_add(budget);
         let mut countdown = 0u64;
-        // The link slot the last compiled block left by (0: none) and the
-        // JIT generation it belongs to: filled with the next block's code
-        // if that is compiled and nothing else moved pc in between.
-        let mut link: (usize, u64) = (0, 0);
+        // The last compiled block left by an indirect jump the jump cache
+        // did not know: the next compiled block found goes in it.
+        let mut jump_miss = false;
         loop {
             if countdown == 0 {
-                // Traps and interrupts pass here: pc may have moved.
-                link = (0, 0);
                 if let Some(c) = self.pending_interrupt() {
                     self.take_trap(cause::INTERRUPT | c, 0);
                 }
@@ -435,35 +436,6 @@ impl Hart {
                     return Exit::Budget;
                 }
                 countdown = IRQ_CHECK_INTERVAL.min(end - self.instret);
-            }
-            // Code the jump cache knows for pc runs at once: no fetch
-            // translation, no block slot.
-            if let Some(code) = self.cached_code() {
-                self.fill_link(link, &code);
-                let (done, end_of_block, _) = self.run_compiled(code.call, countdown, mmio);
-                let generation = code.generation;
-                link = (std::mem::take(&mut self.jit_exit_slot), generation);
-                if done > 0 || !matches!(end_of_block, BlockEnd::Next) {
-                    countdown -= done;
-                    if done > 0 {
-                        self.traps_in_a_row = 0;
-                    }
-                    match end_of_block {
-                        BlockEnd::Next => {}
-                        BlockEnd::CheckIrq => countdown = 0,
-                        BlockEnd::Wfi => return Exit::Wfi,
-                        BlockEnd::Trap(t) => {
-                            if let Some(exit) = self.trap(t) {
-                                return exit;
-                            }
-                            countdown = 0;
-                        }
-                    }
-                    continue;
-                }
-                // It did not fit in what is left before the interrupt
-                // check: run it (in part) below.
-                link = (0, 0);
             }
             // Translate pc once, then run blocks while they chain.
             let (mut paddr, host) = match self.fetch_host() {
@@ -481,6 +453,10 @@ impl Hart {
             let vpage = self.pc & !0xfff;
             let ppage = paddr & !0xfff;
             let host_page = host - (paddr & 0xfff) as usize;
+            // The link slot the previous compiled block left by (0: none)
+            // and the JIT generation it belongs to: filled with this
+            // block's code if it is compiled.
+            let mut link: (usize, u64) = (0, 0);
             loop {
                 // Find (or build) the decoded block at paddr.
                 let idx = (paddr >> 1) as usize & (BLOCKS - 1);
@@ -496,7 +472,6 @@ impl Hart {
                 }
                 if self.blocks[idx].insts.is_empty() {
                     // Straddles a page: single-step it.
-                    link = (0, 0);
                     countdown -= 1;
                     match self.step(mmio) {
                         Ok(Flow::Next) => {}
@@ -514,19 +489,26 @@ impl Hart {
                 let mut chains = self.blocks[idx].chains;
                 let (done, end_of_block) = match self.compiled(idx, countdown) {
                     Some(code) => {
-                        self.fill_link(link, &code);
                         if let Some(jit) = self.jit.as_mut() {
-                            jit.remember_jump(self.pc, self.jump_tag, &code);
+                            if link.0 != 0 {
+                                jit.link(link.0, link.1, &code, self.link_epoch);
+                            }
+                            if jump_miss {
+                                jit.remember_jump(self.pc, self.jump_tag, &code);
+                            }
                         }
                         let (done, end, chained) = self.run_compiled(code.call, countdown, mmio);
                         // Linked blocks may have run after this one: the
                         // last one says whether the chain may go on.
                         chains = chained;
-                        link = (std::mem::take(&mut self.jit_exit_slot), code.generation);
+                        let generation = self.jit.as_ref().map_or(0, |j| j.generation);
+                        link = (std::mem::take(&mut self.jit_exit_slot), generation);
+                        jump_miss = std::mem::take(&mut self.jit_jump_miss) != 0;
                         (done, end)
                     }
                     None => {
                         link = (0, 0);
+                        jump_miss = false;
                         // Borrow the block's instructions out of the cache
                         // while they run (nothing executed inside a block
                         // rebuilds blocks).
@@ -600,27 +582,6 @@ impl Hart {
             self.refresh_jump_tag();
         }
         Some(code)
-    }
-
-    /// The compiled code the jump cache holds for pc under the current
-    /// translation and privilege, if the tracer is off.
-    #[inline(always)]
-    fn cached_code(&self) -> Option<Compiled> {
-        if self.trace {
-            return None;
-        }
-        self.jit.as_ref()?.cached(self.pc, self.jump_tag)
-    }
-
-    /// Fill the link slot `link` (slot address, its generation; 0: none)
-    /// with `code`, the block that ran right after the one that left by it.
-    #[inline(always)]
-    fn fill_link(&mut self, link: (usize, u64), code: &Compiled) {
-        if link.0 != 0
-            && let Some(jit) = self.jit.as_mut()
-        {
-            jit.link(link.0, link.1, code, self.link_epoch);
-        }
     }
 
     /// Run compiled block code with at most `limit` instructions (it may

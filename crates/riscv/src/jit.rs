@@ -58,7 +58,7 @@ const REGION_SIZE: usize = if cfg!(test) { 256 << 10 } else { 16 << 20 };
 const MAX_BLOCK_CODE: usize = 64 << 10;
 /// Entries of the jump cache (indirect jump targets to code), a power of two.
 const JUMPS: usize = 4096;
-/// Words per jump-cache entry: pc, tag, link entry, call entry.
+/// Words per jump-cache entry: target pc, tag, code address, padding.
 const JUMP_WORDS: usize = 4;
 
 /// The block ran to its end; pc is its successor.
@@ -120,6 +120,8 @@ pub(crate) struct Layout {
     pub exit_slot: i32,
     /// The tag valid jump-cache entries carry (`Hart::jump_tag`).
     pub jump_tag: i32,
+    /// Set to 1 when an indirect jump misses the jump cache.
+    pub jump_miss: i32,
 }
 
 /// One hart's code mapping.
@@ -260,27 +262,6 @@ impl Jit {
         self.jumps[i] = pc;
         self.jumps[i + 1] = tag;
         self.jumps[i + 2] = code.link_entry as u64;
-        self.jumps[i + 3] = code.call as usize as u64;
-    }
-
-    /// The code the jump cache holds for `pc` under `tag`.
-    #[inline(always)]
-    pub(crate) fn cached(&self, pc: u64, tag: u64) -> Option<Compiled> {
-        let i = ((pc >> 1) as usize & (JUMPS - 1)) * JUMP_WORDS;
-        let e = self.jumps.get(i..i + JUMP_WORDS)?;
-        if e[0] != pc || e[1] != tag {
-            return None;
-        }
-        // SAFETY: a matching tag means the entry was written by
-        // `remember_jump` in this generation (the tag moves with the link
-        // epoch, which moves when the mapping is reused), so `e[3]` is the
-        // call entry of compiled code that is still in the mapping.
-        let call = unsafe { std::mem::transmute::<usize, BlockFn>(e[3] as usize) };
-        Some(Compiled {
-            call,
-            link_entry: e[2] as usize,
-            generation: self.generation,
-        })
     }
 
     /// The executor operation number `index` of the current generation.
@@ -944,6 +925,7 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
                     ; jne =>miss
                     ; jmp QWORD [rax + 16]
                     ; =>miss
+                    ; mov QWORD [rbx + l.jump_miss], 1
                 );
             }
             dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
