@@ -604,7 +604,7 @@ fn assemble(
     for (i, &(op, raw)) in insts.iter().enumerate() {
         let len: i32 = if raw & 3 == 3 { 4 } else { 2 };
         match kind(&op) {
-            Kind::Alu => alu(&mut a, l, &op, off, xr),
+            Kind::Alu => alu(&mut a, &op, off, xr),
             Kind::Mem(m) => {
                 let trap = a.new_dynamic_label();
                 traps.push(TrapExit {
@@ -721,41 +721,43 @@ fn put(a: &mut Asm, rd: u8, xr: impl Fn(u8) -> i32) {
     }
 }
 
-fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
+/// Straight-line integer operations: each arm leaves the result in rax
+/// and names its destination register.
+fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
     use AluOp as A;
     use Instruction as I;
-    match *op {
+    let rd = match *op {
         Op::Addi { rd, rs1, imm } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, imm);
-            put(a, rd, xr);
+            rd
         }
         Op::Addiw { rd, rs1, imm } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, imm ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Andi { rd, rs1, imm } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, imm);
-            put(a, rd, xr);
+            rd
         }
         Op::Ori { rd, rs1, imm } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, imm);
-            put(a, rd, xr);
+            rd
         }
         Op::Xori { rd, rs1, imm } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, imm);
-            put(a, rd, xr);
+            rd
         }
         Op::Slli { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shl rax, (sh & 63) as i8);
-            put(a, rd, xr);
+            rd
         }
         Op::Srli { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shr rax, (sh & 63) as i8);
-            put(a, rd, xr);
+            rd
         }
         Op::Srai { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sar rax, (sh & 63) as i8);
-            put(a, rd, xr);
+            rd
         }
         Op::Sltiu { rd, rs1, imm } => {
             dynasm!(a
@@ -764,39 +766,39 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
                 ; cmp QWORD [rbx + xr(rs1)], imm
                 ; setb al
             );
-            put(a, rd, xr);
+            rd
         }
         Op::Slliw { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shl eax, (sh & 31) as i8 ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Srliw { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shr eax, (sh & 31) as i8 ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Sraiw { rd, rs1, sh } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sar eax, (sh & 31) as i8 ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Add { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, QWORD [rbx + xr(rs2)]);
-            put(a, rd, xr);
+            rd
         }
         Op::Sub { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sub rax, QWORD [rbx + xr(rs2)]);
-            put(a, rd, xr);
+            rd
         }
         Op::And { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, QWORD [rbx + xr(rs2)]);
-            put(a, rd, xr);
+            rd
         }
         Op::Or { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, QWORD [rbx + xr(rs2)]);
-            put(a, rd, xr);
+            rd
         }
         Op::Xor { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, QWORD [rbx + xr(rs2)]);
-            put(a, rd, xr);
+            rd
         }
         Op::Sltu { rd, rs1, rs2 } => {
             dynasm!(a
@@ -806,23 +808,23 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
                 ; cmp rcx, QWORD [rbx + xr(rs2)]
                 ; setb al
             );
-            put(a, rd, xr);
+            rd
         }
         Op::Addw { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Subw { rd, rs1, rs2 } => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sub eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         Op::Lui { rd, imm } => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD i64::from(imm));
-            put(a, rd, xr);
+            rd
         }
         Op::Auipc { rd, imm } => {
             dynasm!(a ; .arch x64 ; lea rax, [r13 + off] ; add rax, imm);
-            put(a, rd, xr);
+            rd
         }
         Op::Other(I::OpImm {
             op: A::Slt,
@@ -836,7 +838,7 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
                 ; cmp QWORD [rbx + xr(rs1)], imm
                 ; setl al
             );
-            put(a, rd, xr);
+            rd
         }
         Op::Other(I::Op { op, rd, rs1, rs2 }) => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)]);
@@ -866,7 +868,7 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
                 A::Xnor => dynasm!(a ; .arch x64 ; xor rax, QWORD [rbx + xr(rs2)] ; not rax),
                 _ => unreachable!("alu_other admits only the operations above"),
             }
-            put(a, rd, xr);
+            rd
         }
         Op::Other(I::Op32 { op, rd, rs1, rs2 }) => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)]);
@@ -878,10 +880,11 @@ fn alu(a: &mut Asm, _l: &Layout, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Cop
                 _ => unreachable!("alu_other admits only the operations above"),
             }
             dynasm!(a ; .arch x64 ; movsxd rax, eax);
-            put(a, rd, xr);
+            rd
         }
         _ => unreachable!("kind() sends only ALU operations here"),
-    }
+    };
+    put(a, rd, xr);
 }
 
 /// Branches and jumps: set pc (and the link register).
