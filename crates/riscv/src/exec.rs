@@ -316,12 +316,7 @@ impl Hart {
             I::Op { op, rd, rs1, rs2 } => self.w(rd, alu(op, self.r(rs1), self.r(rs2))),
             I::Op32 { op, rd, rs1, rs2 } => self.w(rd, alu32(op, self.r(rs1), self.r(rs2))),
             I::Fence => {}
-            I::FenceI => {
-                // Decoded blocks, and links between compiled ones, may be stale.
-                self.block_epoch += 1;
-                self.link_epoch += 1;
-                self.refresh_jump_tag();
-            }
+            I::FenceI => self.code_changed(),
             I::Ecall => {
                 let c = match self.prv {
                     0 => cause::ECALL_U,

@@ -501,8 +501,7 @@ impl Hart {
                         // Linked blocks may have run after this one: the
                         // last one says whether the chain may go on.
                         chains = chained;
-                        let generation = self.jit.as_ref().map_or(0, |j| j.generation);
-                        link = (std::mem::take(&mut self.jit_exit_slot), generation);
+                        link = (std::mem::take(&mut self.jit_exit_slot), code.generation);
                         jump_miss = std::mem::take(&mut self.jit_jump_miss) != 0;
                         (done, end)
                     }
@@ -578,10 +577,23 @@ impl Hart {
         b.code = Some(code);
         if jit.generation != before {
             // The mapping was reused: every link slot is gone.
-            self.link_epoch += 1;
-            self.refresh_jump_tag();
+            self.drop_links();
         }
         Some(code)
+    }
+
+    /// Guest code may have changed (`fence.i`): decoded blocks become
+    /// stale, and with them every link and jump-cache entry.
+    pub(crate) fn code_changed(&mut self) {
+        self.block_epoch += 1;
+        self.drop_links();
+    }
+
+    /// Drop every link slot and jump-cache entry at once (they hold the
+    /// link epoch, which the jump tag includes).
+    fn drop_links(&mut self) {
+        self.link_epoch += 1;
+        self.refresh_jump_tag();
     }
 
     /// Run compiled block code with at most `limit` instructions (it may

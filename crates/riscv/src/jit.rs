@@ -1192,10 +1192,7 @@ mod tests {
         h.jit_trap = None;
         h.sync_mode();
         h.tlb_flush();
-        // The code changed since the last case: what `fence.i` does.
-        h.block_epoch += 1;
-        h.link_epoch += 1;
-        h.refresh_jump_tag();
+        h.code_changed(); // since the last case: what `fence.i` does
     }
 
     /// A loop that calls a function (through the jump cache both ways) and,
