@@ -570,6 +570,7 @@ impl Hart {
         b.hits = 0;
         let info = BlockInfo {
             paddr: b.paddr,
+            pc: self.pc,
             chains: b.chains,
         };
         let before = jit.generation;

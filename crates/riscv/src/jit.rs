@@ -29,8 +29,8 @@
 //!
 //! Blocks go on into each other without the run loop: a direct exit to the
 //! same guest page jumps through a link slot the run loop fills; an
-//! indirect jump looks its target up in the jump cache (pc to code, tagged
-//! with `Hart::jump_tag`). Both are dropped at once when `Hart::link_epoch`
+//! indirect jump, or a direct one to another page, looks its target up in
+//! the jump cache (pc to code, tagged with `Hart::jump_tag`). Both are dropped at once when `Hart::link_epoch`
 //! moves (`fence.i`, a reused mapping).
 //!
 //! Code lives in one anonymous mapping per hart; when it is full it is
@@ -91,6 +91,8 @@ pub(crate) struct Compiled {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BlockInfo {
     pub paddr: u64,
+    /// The guest pc it was entered at (names the code in a perf map).
+    pub pc: u64,
     /// See `Block::chains` in `hart.rs`.
     pub chains: bool,
 }
@@ -196,6 +198,9 @@ pub(crate) struct Jit {
     pub(crate) generation: u64,
     /// Blocks compiled so far (all generations).
     pub(crate) compiled: u64,
+    /// `VESSEL_PERF_MAP=1`: `/tmp/perf-PID.map`, where `perf report` finds
+    /// a name (`guest_PC`) for each compiled block.
+    perf_map: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Jit {
@@ -223,6 +228,7 @@ impl Jit {
             jumps: vec![0; JUMPS * JUMP_WORDS],
             generation: 1,
             compiled: 0,
+            perf_map: perf_map(),
         })
     }
 
@@ -240,6 +246,12 @@ impl Jit {
         let (code, entry) = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
         let p = self.region.push(&code)?;
         self.compiled += 1;
+        if let Some(f) = self.perf_map.as_mut() {
+            use std::io::Write;
+            // Best effort: a profiling aid, never worth failing a guest for.
+            let _ = writeln!(f, "{:x} {:x} guest_{:x}", p as usize, code.len(), block.pc);
+            let _ = f.flush();
+        }
         // SAFETY: `p` holds a complete function assembled for the
         // `BlockFn` signature (System V: hart in rdi, mmio in rsi, budget in
         // rdx, status in rax; callee-saved registers restored), in
@@ -288,6 +300,25 @@ impl Jit {
             let p = slot as *mut u64;
             p.add(1).write(to.link_entry as u64);
             p.write(epoch);
+        }
+    }
+}
+
+/// The perf map file if `VESSEL_PERF_MAP=1` asks for one (and it opens).
+fn perf_map() -> Option<std::io::BufWriter<std::fs::File>> {
+    if std::env::var_os("VESSEL_PERF_MAP").is_none_or(|v| v != "1") {
+        return None;
+    }
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(f) => Some(std::io::BufWriter::new(f)),
+        Err(e) => {
+            eprintln!("vessel: VESSEL_PERF_MAP: cannot open {path}: {e}; no perf map");
+            None
         }
     }
 }
@@ -911,25 +942,7 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
             dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
             sync_instret(a, l, retired);
             if e.chains {
-                // The jump cache: target pc in rcx.
-                let miss = a.new_dynamic_label();
-                dynasm!(a
-                    ; .arch x64
-                    ; mov eax, ecx
-                    ; shr eax, 1
-                    ; and eax, (JUMPS - 1) as i32
-                    ; shl eax, (JUMP_WORDS * 8).trailing_zeros() as i8
-                    ; mov rdx, QWORD e.jumps as i64
-                    ; add rax, rdx
-                    ; cmp rcx, QWORD [rax]
-                    ; jne =>miss
-                    ; mov rdx, QWORD [rbx + l.jump_tag]
-                    ; cmp rdx, QWORD [rax + 8]
-                    ; jne =>miss
-                    ; jmp QWORD [rax + 16]
-                    ; =>miss
-                    ; mov QWORD [rbx + l.jump_miss], 1
-                );
+                jump_cache(a, l, e);
             }
             dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
         }
@@ -963,17 +976,50 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
     }
 }
 
+/// Look the target pc (in rcx) up in the jump cache and go straight to its
+/// code if the entry is current; otherwise note the miss for the run loop
+/// (which then remembers the block it finds there) and fall through.
+/// Only for blocks that leave privilege and translation alone: the tag
+/// says under which the entry holds.
+fn jump_cache(a: &mut Asm, l: &Layout, e: &Exits) {
+    let miss = a.new_dynamic_label();
+    dynasm!(a
+        ; .arch x64
+        ; mov eax, ecx
+        ; shr eax, 1
+        ; and eax, (JUMPS - 1) as i32
+        ; shl eax, (JUMP_WORDS * 8).trailing_zeros() as i8
+        ; mov rdx, QWORD e.jumps as i64
+        ; add rax, rdx
+        ; cmp rcx, QWORD [rax]
+        ; jne =>miss
+        ; mov rdx, QWORD [rbx + l.jump_tag]
+        ; cmp rdx, QWORD [rax + 8]
+        ; jne =>miss
+        ; jmp QWORD [rax + 16]
+        ; =>miss
+        ; mov QWORD [rbx + l.jump_miss], 1
+    );
+}
+
 /// Leave the block for pc = its first instruction's pc + `target` bytes
 /// (instret already current). A target on the same guest page gets a link
 /// slot: while the slot holds the current link epoch, the jump goes
 /// straight to the successor's code; otherwise the slot's address is left
 /// in `Hart::jit_exit_slot` for the run loop to fill, and the block returns.
+/// A target on another page (a call, a fall-through off the page end) is
+/// found through the jump cache, as indirect jumps are: its page may map
+/// elsewhere by the next time.
 fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
     dynasm!(a
         ; .arch x64
         ; lea rax, [r13 + target]
         ; mov QWORD [rbx + l.pc], rax
     );
+    if e.chains && !(0..0x1000).contains(&(e.page_off + target)) {
+        dynasm!(a ; .arch x64 ; mov rcx, rax);
+        jump_cache(a, l, e);
+    }
     if e.chains && (0..0x1000).contains(&(e.page_off + target)) {
         let slot = a.new_dynamic_label();
         let miss = a.new_dynamic_label();
