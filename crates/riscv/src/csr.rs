@@ -403,8 +403,9 @@ impl Hart {
             new = (new & !ms::MPP) | (old & ms::MPP);
         }
         self.csr.mstatus = new | ms::UXL | ms::SXL;
+        // SUM picks other data sets (`sync_mode`); MXR is rare: flush.
         self.sync_mode();
-        if (old ^ new) & (ms::SUM | ms::MXR) != 0 {
+        if (old ^ new) & ms::MXR != 0 {
             self.tlb_flush();
         }
     }

@@ -57,7 +57,7 @@ const REGION_SIZE: usize = if cfg!(test) { 256 << 10 } else { 16 << 20 };
 /// More than the code of any block (32 instructions of at most ~200 bytes).
 const MAX_BLOCK_CODE: usize = 64 << 10;
 /// Entries of the jump cache (indirect jump targets to code), a power of two.
-const JUMPS: usize = 4096;
+const JUMPS: usize = 32768;
 /// Words per jump-cache entry: target pc, tag, code address, padding.
 const JUMP_WORDS: usize = 4;
 

@@ -4,10 +4,11 @@
 //! A/D bits follow the Svade rule: an access that would need A set (or D for
 //! a store) raises a page fault; the walker never writes page tables.
 //!
-//! The TLB is direct-mapped, one set per (effective privilege, access type),
-//! so privilege changes need no flush. Each entry remembers the host address
-//! of the RAM page, so a hit is a compare and a host load. A flush bumps an
-//! epoch (O(1)): satp writes, `sfence.vma`, and mstatus SUM/MXR changes.
+//! The TLB is direct-mapped, one set per (effective privilege, access type,
+//! and for data mstatus.SUM), so privilege and SUM changes need no flush.
+//! Each entry remembers the host address of the RAM page, so a hit is a
+//! compare and a host load. A flush bumps an epoch (O(1)): satp writes,
+//! `sfence.vma`, and mstatus.MXR changes.
 
 use crate::Mmio;
 use crate::csr::{SATP_MODE_SV39, SATP_MODE_SV48, ms};
@@ -19,6 +20,12 @@ use crate::trap::{Trap, cause};
 /// network stack (page walks were a tenth of the time), 1024 do not.
 const TLB_BITS: usize = 10;
 const TLB_SIZE: usize = 1 << TLB_BITS;
+/// Sets: fetches per privilege (3), then loads and stores per privilege
+/// and state of mstatus.SUM (3 * 2 * 2). SUM has sets of its own because
+/// Linux turns it on and off around every access to user memory: a flush
+/// each time would empty the TLB (and the JIT's jump cache) every few
+/// hundred instructions.
+const TLB_SETS: usize = 3 + 3 * 2 * 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -95,7 +102,7 @@ pub(crate) struct Tlb {
 impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
-            entries: vec![EMPTY; 3 * 3 * TLB_SIZE].into_boxed_slice(),
+            entries: vec![EMPTY; TLB_SETS * TLB_SIZE].into_boxed_slice(),
             epoch: 1,
             fetch_base: 0,
             load_base: 0,
@@ -157,10 +164,11 @@ impl Hart {
     /// Recompute the TLB sets for fetches and data accesses after a change of
     /// privilege or of mstatus.MPRV/MPP.
     pub(crate) fn sync_mode(&mut self) {
-        self.tlb.fetch_base = (mode_index(self.prv) * 3 + Access::Fetch as usize) << TLB_BITS;
-        let d = mode_index(self.data_priv()) * 3;
-        self.tlb.load_base = (d + Access::Load as usize) << TLB_BITS;
-        self.tlb.store_base = (d + Access::Store as usize) << TLB_BITS;
+        self.tlb.fetch_base = mode_index(self.prv) << TLB_BITS;
+        let sum = usize::from(self.csr.mstatus & ms::SUM != 0);
+        let d = 3 + (mode_index(self.data_priv()) * 2 + sum) * 2;
+        self.tlb.load_base = d << TLB_BITS;
+        self.tlb.store_base = (d + 1) << TLB_BITS;
         self.refresh_jump_tag();
     }
 
@@ -542,6 +550,21 @@ mod tests {
         h.csr.mstatus |= ms::MXR;
         assert_eq!(h.translate(va + 0x4000, Access::Load), Ok(BASE + 0x14000));
         assert_eq!(h.translate(va + 0x4000, Access::Fetch), Ok(BASE + 0x14000));
+        // Through the TLB: SUM picks other data sets instead of flushing,
+        // and what one state cached never serves the other.
+        let m = h.csr.mstatus & !(ms::SUM | ms::MXR);
+        h.set_mstatus(m | ms::SUM);
+        assert_eq!(h.data_paddr(va + 0x3000, Access::Load), Ok(BASE + 0x13000));
+        let epoch = h.tlb.epoch;
+        h.set_mstatus(m);
+        assert_eq!(h.tlb.epoch, epoch, "no flush");
+        assert!(h.data_paddr(va + 0x3000, Access::Load).is_err());
+        assert!(h.data_paddr(va + 0x3000, Access::Store).is_err());
+        h.set_mstatus(m | ms::SUM);
+        assert_eq!(h.data_paddr(va + 0x3000, Access::Store), Ok(BASE + 0x13000));
+        assert_eq!(h.data_paddr(va + 0x3000, Access::Load), Ok(BASE + 0x13000));
+        h.set_mstatus(m | ms::SUM | ms::MXR);
+        assert_ne!(h.tlb.epoch, epoch, "MXR flushes");
         // Megapage keeps the low 21 bits of the address.
         assert_eq!(
             h.translate(0x4020_0000 + 0x12_3456, Access::Load),
