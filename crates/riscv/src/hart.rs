@@ -424,8 +424,9 @@ impl Hart {
     pub fn run(&mut self, mmio: &mut dyn Mmio, budget: u64) -> Exit {
         let end = self.instret.saturating_add(budget);
         let mut countdown = 0u64;
-        // The last compiled block left by an indirect jump the jump cache
-        // did not know: the next compiled block found goes in it.
+        // The last compiled block left by a jump (indirect, or to another
+        // page) the jump cache did not know: the next compiled block found
+        // goes in it.
         let mut jump_miss = false;
         loop {
             if countdown == 0 {

@@ -30,8 +30,9 @@
 //! Blocks go on into each other without the run loop: a direct exit to the
 //! same guest page jumps through a link slot the run loop fills; an
 //! indirect jump, or a direct one to another page, looks its target up in
-//! the jump cache (pc to code, tagged with `Hart::jump_tag`). Both are dropped at once when `Hart::link_epoch`
-//! moves (`fence.i`, a reused mapping).
+//! the jump cache (pc to code, tagged with `Hart::jump_tag`). Both are
+//! dropped at once when `Hart::link_epoch` moves (`fence.i`, a reused
+//! mapping).
 //!
 //! Code lives in one anonymous mapping per hart; when it is full it is
 //! reused from the start and every block's code becomes stale (a
@@ -122,7 +123,7 @@ pub(crate) struct Layout {
     pub exit_slot: i32,
     /// The tag valid jump-cache entries carry (`Hart::jump_tag`).
     pub jump_tag: i32,
-    /// Set to 1 when an indirect jump misses the jump cache.
+    /// Set to 1 when a jump through the jump cache misses it.
     pub jump_miss: i32,
 }
 
@@ -1016,11 +1017,11 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
         ; lea rax, [r13 + target]
         ; mov QWORD [rbx + l.pc], rax
     );
-    if e.chains && !(0..0x1000).contains(&(e.page_off + target)) {
+    let same_page = (0..0x1000).contains(&(e.page_off + target));
+    if e.chains && !same_page {
         dynasm!(a ; .arch x64 ; mov rcx, rax);
         jump_cache(a, l, e);
-    }
-    if e.chains && (0..0x1000).contains(&(e.page_off + target)) {
+    } else if e.chains {
         let slot = a.new_dynamic_label();
         let miss = a.new_dynamic_label();
         e.slots.push(slot);
