@@ -248,9 +248,8 @@ fn backend_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
-/// Wait until `fd` polls for `events` or `wake` is signalled (then drained);
-/// `true` if `fd` is ready.
-fn wait_for_fd(fd: std::os::fd::RawFd, events: i16, wake: &EventFd) -> bool {
+/// Wait until `fd` polls for `events` or `wake` is signalled (then drained).
+fn wait_for_fd(fd: std::os::fd::RawFd, events: i16, wake: &EventFd) {
     let mut fds = [
         libc::pollfd {
             fd,
@@ -269,7 +268,6 @@ fn wait_for_fd(fd: std::os::fd::RawFd, events: i16, wake: &EventFd) -> bool {
     if fds[1].revents != 0 {
         wake.drain();
     }
-    fds[0].revents != 0
 }
 
 /// A worker thread's body.
