@@ -57,10 +57,21 @@ pub(crate) const HOT: u32 = 16;
 const REGION_SIZE: usize = if cfg!(test) { 256 << 10 } else { 16 << 20 };
 /// More than the code of any block (32 instructions of at most ~200 bytes).
 const MAX_BLOCK_CODE: usize = 64 << 10;
-/// Entries of the jump cache (indirect jump targets to code), a power of two.
-const JUMPS: usize = 32768;
+/// Entries of the jump cache (indirect jump targets to code): 2^JUMP_BITS.
+const JUMP_BITS: u32 = 15;
+const JUMPS: usize = 1 << JUMP_BITS;
 /// Words per jump-cache entry: target pc, tag, code address, padding.
 const JUMP_WORDS: usize = 4;
+
+/// The jump-cache entry of target `pc`: a multiplicative hash of its low
+/// 32 bits (compiled code computes the same with one `imul`), so targets
+/// spread over megabytes of code collide no more than chance has it.
+fn jump_index(pc: u64) -> usize {
+    ((pc as u32).wrapping_mul(JUMP_HASH) >> (32 - JUMP_BITS)) as usize
+}
+
+/// Fibonacci hashing's 32-bit multiplier (2^32 / the golden ratio, odd).
+const JUMP_HASH: u32 = 0x9e37_79b1;
 
 /// The block ran to its end; pc is its successor.
 pub(crate) const NEXT: u64 = 0;
@@ -98,10 +109,14 @@ pub(crate) struct BlockInfo {
     pub chains: bool,
 }
 
-/// Where compiled code finds the hart's state: byte offsets into [`Hart`]
-/// and addresses that stay put for the hart's life.
+/// Where compiled code finds the hart's state: byte offsets from the
+/// hart's address plus `bias` (where rbx points), and addresses that stay
+/// put for the hart's life.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
+    /// rbx = the `Hart`'s address + `bias`, chosen so that the guest
+    /// registers are within a one-byte displacement of rbx.
+    pub bias: i32,
     pub x: i32,
     pub pc: i32,
     pub instret: i32,
@@ -271,7 +286,7 @@ impl Jit {
         if code.generation != self.generation {
             return;
         }
-        let i = ((pc >> 1) as usize & (JUMPS - 1)) * JUMP_WORDS;
+        let i = jump_index(pc) * JUMP_WORDS;
         self.jumps[i] = pc;
         self.jumps[i + 1] = tag;
         self.jumps[i + 2] = code.link_entry as u64;
@@ -583,7 +598,7 @@ struct Exits {
 
 type Asm = VecAssembler<X64Relocation>;
 
-/// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 = pc of the
+/// Assemble one block. Registers: rbx = hart + `l.bias`, r12 = mmio, r13 = pc of the
 /// block's first instruction, r14 = TLB entries; rax, rcx, rdx, rsi, rdi,
 /// r8 are scratch. Guest registers are `[rbx + x + 8 * n]`.
 /// `ops` collects the operations that go through the executor (their
@@ -615,7 +630,7 @@ fn assemble(
         ; push r13
         ; push r14
         ; push r15
-        ; mov rbx, rdi
+        ; lea rbx, [rdi + l.bias]
         ; mov r12, rsi
         ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
@@ -675,7 +690,7 @@ fn assemble(
                     ; .arch x64
                     ; lea rax, [r13 + off]
                     ; mov QWORD [rbx + l.pc], rax
-                    ; mov rdi, rbx
+                    ; lea rdi, [rbx - l.bias]
                     ; mov rsi, r12
                     ; mov rdx, QWORD index as i64
                     ; mov rax, QWORD exec_one as *const () as usize as i64
@@ -720,7 +735,7 @@ fn assemble(
         ; ret
     );
     for s in &slows {
-        slow_path(&mut a, s, xr);
+        slow_path(&mut a, l, s, xr);
     }
     for t in &traps {
         dynasm!(a
@@ -986,9 +1001,8 @@ fn jump_cache(a: &mut Asm, l: &Layout, e: &Exits) {
     let miss = a.new_dynamic_label();
     dynasm!(a
         ; .arch x64
-        ; mov eax, ecx
-        ; shr eax, 1
-        ; and eax, (JUMPS - 1) as i32
+        ; imul eax, ecx, JUMP_HASH as i32
+        ; shr eax, (32 - JUMP_BITS) as i8
         ; shl eax, (JUMP_WORDS * 8).trailing_zeros() as i8
         ; mov rdx, QWORD e.jumps as i64
         ; add rax, rdx
@@ -1118,12 +1132,12 @@ fn load_tail(a: &mut Asm, rd: u8, size: u8, signed: bool, xr: impl Fn(u8) -> i32
 
 /// The out-of-line path of a load or store: the `Hart` method, then back
 /// to the main line, or to the trap exit.
-fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
+fn slow_path(a: &mut Asm, l: &Layout, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
     dynasm!(a
         ; .arch x64
         ; =>s.label
         ; mov rdx, rsi
-        ; mov rdi, rbx
+        ; lea rdi, [rbx - l.bias]
         ; mov rsi, r12
     );
     match s.mem {
