@@ -10,10 +10,12 @@
 //!
 //! - Integer ALU, shifts, `mul`/`mulh`/`mulhu`, Zba adds, `lui`/`auipc`,
 //!   branches and jumps are compiled inline.
-//! - Loads and stores look up the software TLB inline (same entries as
-//!   `mmu.rs`): on a hit to a RAM page with the access inside the page, and
-//!   for stores with no LR reservation active anywhere, one host access.
-//!   Everything else (a miss, a device, a page crossing, a fault) calls
+//! - Loads and stores first try a one-page cache held in host registers
+//!   (one for stack and frame loads, one for other loads, one for stores),
+//!   then the software TLB out of line (same entries as `mmu.rs`): on a hit
+//!   to a RAM page with the access aligned, and for stores with no LR
+//!   reservation active anywhere, one host access. Everything else (a
+//!   miss, a device, a misaligned access, a fault) calls
 //!   `Hart::load`/`Hart::store` out of line, which fills the TLB or traps.
 //! - Every other operation (FP, AMOs, CSRs, system instructions, division)
 //!   calls the interpreter's executor for that one instruction, with pc and
@@ -44,7 +46,7 @@ use crate::Mmio;
 use crate::decode::{AluOp, Instruction, LoadOp};
 use crate::fastop::Op;
 use crate::hart::Hart;
-use dynasmrt::x64::X64Relocation;
+use dynasmrt::x64::{Rq, X64Relocation};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use std::ffi::c_void;
 
@@ -572,9 +574,17 @@ struct TrapExit {
     retired: i32,
 }
 
-/// A slow memory path to emit after the block's main line.
+/// The out-of-line paths of one load or store, emitted after the block's
+/// main line: the TLB lookup when the page cache misses, and the call to
+/// the `Hart` method when that misses too.
 struct Slow {
+    /// The TLB lookup (virtual page number in rax, address in rsi).
+    fill: DynamicLabel,
+    /// Back to the main line's access through the page cache.
+    hit: DynamicLabel,
+    /// The `Hart` method (address in rsi).
     label: DynamicLabel,
+    /// Back to the main line after the access.
     back: DynamicLabel,
     trap: DynamicLabel,
     mem: Mem,
@@ -598,9 +608,11 @@ struct Exits {
 
 type Asm = VecAssembler<X64Relocation>;
 
-/// Assemble one block. Registers: rbx = hart + `l.bias`, r12 = mmio, r13 = pc of the
-/// block's first instruction, r14 = TLB entries; rax, rcx, rdx, rsi, rdi,
-/// r8 are scratch. Guest registers are `[rbx + x + 8 * n]`.
+/// Assemble one block. Registers: rbx = hart + `l.bias`, r12 = mmio, r13 =
+/// pc of the block's first instruction, r14 = TLB entries, r15 =
+/// instructions left; r9/r10, rdi/r8 and r11/rbp are the page caches (see
+/// [`memory`]); rax, rcx, rdx, rsi are scratch (and rdi, r8 around calls).
+/// Guest registers are `[rbx + x + 8 * n]`.
 /// `ops` collects the operations that go through the executor (their
 /// index is what the code passes).
 fn assemble(
@@ -630,10 +642,16 @@ fn assemble(
         ; push r13
         ; push r14
         ; push r15
+        ; push rbp
+        // Keeps rsp 16-byte aligned at the helpers' calls.
+        ; sub rsp, 8
         ; lea rbx, [rdi + l.bias]
         ; mov r12, rsi
         ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
+        ; mov r9, -1
+        ; mov rdi, -1
+        ; mov r11, -1
         // Linked blocks enter here: pc is current, r15 counts the
         // instructions left before the run loop must look at interrupts.
         ; =>entry
@@ -661,7 +679,9 @@ fn assemble(
                 });
                 let slow = a.new_dynamic_label();
                 let back = a.new_dynamic_label();
-                memory(&mut a, l, m, slow, xr);
+                let fill = a.new_dynamic_label();
+                let hit = a.new_dynamic_label();
+                memory(&mut a, l, m, slow, fill, hit, xr);
                 dynasm!(a ; .arch x64 ; =>back);
                 if let Mem::Load {
                     rd, size, signed, ..
@@ -670,6 +690,8 @@ fn assemble(
                     load_tail(&mut a, rd, size, signed, xr);
                 }
                 slows.push(Slow {
+                    fill,
+                    hit,
                     label: slow,
                     back,
                     trap,
@@ -695,6 +717,11 @@ fn assemble(
                     ; mov rdx, QWORD index as i64
                     ; mov rax, QWORD exec_one as *const () as usize as i64
                     ; call rax
+                    // The call clobbered the page caches (and the
+                    // operation may have changed privilege or translation).
+                    ; mov r9, -1
+                    ; mov rdi, -1
+                    ; mov r11, -1
                     ; test rax, rax
                     ; jnz =>exit
                 );
@@ -727,6 +754,8 @@ fn assemble(
         ; =>bail
         ; xor eax, eax
         ; =>exit
+        ; add rsp, 8
+        ; pop rbp
         ; pop r15
         ; pop r14
         ; pop r13
@@ -735,6 +764,7 @@ fn assemble(
         ; ret
     );
     for s in &slows {
+        fill_path(&mut a, l, s);
         slow_path(&mut a, l, s, xr);
     }
     for t in &traps {
@@ -1053,13 +1083,28 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
     dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
 }
 
-/// The inline TLB path of a load or store; jumps to `slow` unless the
-/// access is aligned, hits the TLB on a RAM page, and (stores) no LR
-/// reservation is active. Leaves the virtual address in rsi for the slow path.
-fn memory(a: &mut Asm, l: &Layout, m: Mem, slow: DynamicLabel, xr: impl Fn(u8) -> i32 + Copy) {
-    let (rs1, imm, size, base) = match m {
-        Mem::Load { rs1, imm, size, .. } => (rs1, imm, size, l.tlb_load_base),
-        Mem::Store { rs1, imm, size, .. } => (rs1, imm, size, l.tlb_store_base),
+/// The main line of a load or store: the address in rsi; `slow` unless it
+/// is aligned (and, for stores, no LR reservation is active anywhere);
+/// then a one-page cache (a virtual page number and its host page, see
+/// [`page_cache`]), `fill` on a miss (which comes back to `hit`), and the
+/// host access.
+///
+/// The page caches hold a page the TLB had for this access type when
+/// compiled code last looked. They are emptied (set to -1, never a page
+/// number) when the run loop enters compiled code and after every call out
+/// of it, which covers every change of privilege, translation or TLB: those
+/// happen only in helpers or outside compiled code. Linked blocks keep them.
+fn memory(
+    a: &mut Asm,
+    l: &Layout,
+    m: Mem,
+    slow: DynamicLabel,
+    fill: DynamicLabel,
+    hit: DynamicLabel,
+    xr: impl Fn(u8) -> i32 + Copy,
+) {
+    let (rs1, imm, size) = match m {
+        Mem::Load { rs1, imm, size, .. } | Mem::Store { rs1, imm, size, .. } => (rs1, imm, size),
     };
     dynasm!(a
         ; .arch x64
@@ -1069,32 +1114,24 @@ fn memory(a: &mut Asm, l: &Layout, m: Mem, slow: DynamicLabel, xr: impl Fn(u8) -
     if size > 1 {
         dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>slow);
     }
-    dynasm!(a
-        ; .arch x64
-        ; mov rax, rsi
-        ; shr rax, 12
-        ; mov ecx, eax
-        ; and ecx, l.tlb_set_mask as i32
-        ; add rcx, QWORD [rbx + base]
-        ; shl rcx, l.tlb_entry_shift as i8
-        ; add rcx, r14
-        ; cmp rax, QWORD [rcx + l.entry_vpn]
-        ; jne =>slow
-        ; mov rax, QWORD [rbx + l.tlb_epoch]
-        ; cmp rax, QWORD [rcx + l.entry_epoch]
-        ; jne =>slow
-        ; mov rcx, QWORD [rcx + l.entry_host]
-        ; test rcx, rcx
-        ; jz =>slow
-    );
+    let (tag, host) = page_cache(m);
     match m {
         Mem::Load { size, .. } => {
-            dynasm!(a ; .arch x64 ; mov edx, esi ; and edx, 0xfff);
+            dynasm!(a
+                ; .arch x64
+                ; mov rax, rsi
+                ; shr rax, 12
+                ; cmp rax, Rq(tag as u8)
+                ; jne =>fill
+                ; =>hit
+                ; mov edx, esi
+                ; and edx, 0xfff
+            );
             match size {
-                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [rcx + rdx]),
-                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [rcx + rdx]),
-                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [rcx + rdx]),
-                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [rcx + rdx]),
+                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host as u8) + rdx]),
+                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host as u8) + rdx]),
+                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host as u8) + rdx]),
+                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host as u8) + rdx]),
             }
         }
         Mem::Store { rs2, size, .. } => {
@@ -1103,18 +1140,69 @@ fn memory(a: &mut Asm, l: &Layout, m: Mem, slow: DynamicLabel, xr: impl Fn(u8) -
                 ; mov rax, QWORD l.resv_active as i64
                 ; cmp DWORD [rax], 0
                 ; jne =>slow
+                ; mov rax, rsi
+                ; shr rax, 12
+                ; cmp rax, r11
+                ; jne =>fill
+                ; =>hit
                 ; mov edx, esi
                 ; and edx, 0xfff
                 ; mov rax, QWORD [rbx + xr(rs2)]
             );
             match size {
-                1 => dynasm!(a ; .arch x64 ; mov BYTE [rcx + rdx], al),
-                2 => dynasm!(a ; .arch x64 ; mov WORD [rcx + rdx], ax),
-                4 => dynasm!(a ; .arch x64 ; mov DWORD [rcx + rdx], eax),
-                _ => dynasm!(a ; .arch x64 ; mov QWORD [rcx + rdx], rax),
+                1 => dynasm!(a ; .arch x64 ; mov BYTE [rbp + rdx], al),
+                2 => dynasm!(a ; .arch x64 ; mov WORD [rbp + rdx], ax),
+                4 => dynasm!(a ; .arch x64 ; mov DWORD [rbp + rdx], eax),
+                _ => dynasm!(a ; .arch x64 ; mov QWORD [rbp + rdx], rax),
             }
         }
     }
+}
+
+/// The page cache a load or store uses: (page-number register, host-page
+/// register). Loads from the stack or frame (sp, s0) have their own, so
+/// that a function's stack accesses and its other loads do not evict each
+/// other's page.
+fn page_cache(m: Mem) -> (Rq, Rq) {
+    match m {
+        Mem::Load { rs1: 2 | 8, .. } => (Rq::R9, Rq::R10),
+        Mem::Load { .. } => (Rq::RDI, Rq::R8),
+        Mem::Store { .. } => (Rq::R11, Rq::RBP),
+    }
+}
+
+/// The out-of-line TLB lookup after a page-cache miss (page number in
+/// rax, address in rsi): on a hit to a RAM page the page cache takes it and
+/// the main line goes on at `hit`; otherwise the `Hart` method.
+fn fill_path(a: &mut Asm, l: &Layout, s: &Slow) {
+    let base = match s.mem {
+        Mem::Load { .. } => l.tlb_load_base,
+        Mem::Store { .. } => l.tlb_store_base,
+    };
+    dynasm!(a
+        ; .arch x64
+        ; =>s.fill
+        ; mov ecx, eax
+        ; and ecx, l.tlb_set_mask as i32
+        ; add rcx, QWORD [rbx + base]
+        ; shl rcx, l.tlb_entry_shift as i8
+        ; add rcx, r14
+        ; cmp rax, QWORD [rcx + l.entry_vpn]
+        ; jne =>s.label
+        ; mov rdx, QWORD [rbx + l.tlb_epoch]
+        ; cmp rdx, QWORD [rcx + l.entry_epoch]
+        ; jne =>s.label
+        ; mov rcx, QWORD [rcx + l.entry_host]
+        ; test rcx, rcx
+        ; jz =>s.label
+    );
+    let (tag, host) = page_cache(s.mem);
+    dynasm!(a
+        ; .arch x64
+        ; mov Rq(tag as u8), rax
+        ; mov Rq(host as u8), rcx
+        ; jmp =>s.hit
+    );
 }
 
 /// After the fast or slow path of a load (value zero-extended in rax):
@@ -1146,6 +1234,9 @@ fn slow_path(a: &mut Asm, l: &Layout, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
             ; mov ecx, i32::from(size)
             ; mov rax, QWORD load_slow as *const () as usize as i64
             ; call rax
+            ; mov r9, -1
+            ; mov rdi, -1
+            ; mov r11, -1
             ; test rdx, rdx
             ; jz =>s.trap
         ),
@@ -1155,6 +1246,9 @@ fn slow_path(a: &mut Asm, l: &Layout, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
             ; mov r8, QWORD [rbx + xr(rs2)]
             ; mov rax, QWORD store_slow as *const () as usize as i64
             ; call rax
+            ; mov r9, -1
+            ; mov rdi, -1
+            ; mov r11, -1
             ; test rax, rax
             ; jz =>s.trap
         ),
