@@ -1121,17 +1121,17 @@ fn memory(
                 ; .arch x64
                 ; mov rax, rsi
                 ; shr rax, 12
-                ; cmp rax, Rq(tag as u8)
+                ; cmp rax, Rq(tag)
                 ; jne =>fill
                 ; =>hit
                 ; mov edx, esi
                 ; and edx, 0xfff
             );
             match size {
-                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host as u8) + rdx]),
-                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host as u8) + rdx]),
-                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host as u8) + rdx]),
-                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host as u8) + rdx]),
+                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host) + rdx]),
+                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host) + rdx]),
+                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rdx]),
+                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx]),
             }
         }
         Mem::Store { rs2, size, .. } => {
@@ -1199,8 +1199,8 @@ fn fill_path(a: &mut Asm, l: &Layout, s: &Slow) {
     let (tag, host) = page_cache(s.mem);
     dynasm!(a
         ; .arch x64
-        ; mov Rq(tag as u8), rax
-        ; mov Rq(host as u8), rcx
+        ; mov Rq(tag), rax
+        ; mov Rq(host), rcx
         ; jmp =>s.hit
     );
 }
