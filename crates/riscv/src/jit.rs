@@ -75,6 +75,14 @@ fn jump_index(pc: u64) -> usize {
 /// Fibonacci hashing's 32-bit multiplier (2^32 / the golden ratio, odd).
 const JUMP_HASH: u32 = 0x9e37_79b1;
 
+/// The opcode of a link slot's jump (`jmp rel32`). A link slot is 16
+/// bytes after a block's code: the link epoch it is valid for, then that
+/// jump, which goes back to the block's exit while the slot is empty and is
+/// rewritten to go to the successor when the run loop links it. A direct
+/// jump, unlike one through a pointer in memory, costs the host's branch
+/// predictor nothing to follow.
+const LINK_JUMP: u8 = 0xe9;
+
 /// The block ran to its end; pc is its successor.
 pub(crate) const NEXT: u64 = 0;
 /// An instruction may have changed interrupt enables or pending bits.
@@ -301,8 +309,8 @@ impl Jit {
 
     /// Fill the link slot at `slot` (left by a block of generation
     /// `slot_generation` that just returned) with `to`'s entry, valid for
-    /// `epoch`. Nothing happens if the mapping was reused since: the slot's
-    /// memory may hold other code now.
+    /// `epoch`: its jump now goes there. Nothing happens if the mapping was
+    /// reused since: the slot's memory may hold other code now.
     pub(crate) fn link(&mut self, slot: usize, slot_generation: u64, to: &Compiled, epoch: u64) {
         let inside = slot >= self.region.base as usize
             && slot + 16 <= self.region.base as usize + self.region.used
@@ -310,14 +318,23 @@ impl Jit {
         if !inside || slot_generation != self.generation || to.generation != self.generation {
             return;
         }
-        // SAFETY: `slot` is two aligned words inside the used part of this
+        let p = slot as *mut u8;
+        // The jump's displacement counts from its end (slot + 13); the
+        // mapping is far smaller than 2 GiB.
+        let Ok(rel) = i32::try_from(to.link_entry as i64 - (slot as i64 + 13)) else {
+            return;
+        };
+        // SAFETY: `slot` is 16 aligned bytes inside the used part of this
         // hart's mapping (checked above), a link slot of a block of the
-        // current generation (so not overwritten since), written only here
-        // and read by compiled code, which is not running now.
+        // current generation (so not overwritten since): the epoch word
+        // and a `jmp rel32`. Written only here, while no compiled code runs
+        // (x86 keeps instruction fetch coherent with these stores).
         unsafe {
-            let p = slot as *mut u64;
-            p.add(1).write(to.link_entry as u64);
-            p.write(epoch);
+            if p.add(8).read() != LINK_JUMP {
+                return;
+            }
+            p.add(9).cast::<i32>().write_unaligned(rel);
+            p.cast::<u64>().write(epoch);
         }
     }
 }
@@ -594,9 +611,9 @@ struct Slow {
 struct Exits {
     /// The epilogue (status in rax).
     exit: DynamicLabel,
-    /// Link slots (two words: link epoch, successor's entry), emitted
-    /// after the code.
-    slots: Vec<DynamicLabel>,
+    /// Link slots, emitted after the code: (the slot, its jump, where
+    /// the jump goes while the slot is empty). See [`LINK_JUMP`].
+    slots: Vec<(DynamicLabel, DynamicLabel, DynamicLabel)>,
     /// The block leaves privilege and translation alone, so a successor on
     /// the same guest page is on the same physical page.
     chains: bool,
@@ -778,8 +795,17 @@ fn assemble(
         dynasm!(a ; .arch x64 ; mov eax, TRAP as i32 ; jmp =>exit);
     }
     dynasm!(a ; .arch x64 ; .align 8);
-    for &slot in &e.slots {
-        dynasm!(a ; .arch x64 ; =>slot ; .u64 0 ; .u64 0);
+    for &(slot, jump, empty) in &e.slots {
+        dynasm!(a
+            ; .arch x64
+            ; =>slot
+            ; .u64 0
+            ; =>jump
+            ; jmp =>empty
+            ; int3
+            ; int3
+            ; int3
+        );
     }
     let entry = a.labels().resolve_dynamic(entry).ok()?.0;
     Some((a.finalize().ok()?, entry))
@@ -1067,16 +1093,17 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
         jump_cache(a, l, e);
     } else if e.chains {
         let slot = a.new_dynamic_label();
+        let jump = a.new_dynamic_label();
         let miss = a.new_dynamic_label();
-        e.slots.push(slot);
+        e.slots.push((slot, jump, miss));
         dynasm!(a
             ; .arch x64
-            ; lea rax, [=>slot]
             ; mov rcx, QWORD [rbx + l.link_epoch]
-            ; cmp rcx, QWORD [rax]
+            ; cmp rcx, QWORD [=>slot]
             ; jne =>miss
-            ; jmp QWORD [rax + 8]
+            ; jmp =>jump
             ; =>miss
+            ; lea rax, [=>slot]
             ; mov QWORD [rbx + l.exit_slot], rax
         );
     }
@@ -1455,5 +1482,41 @@ mod tests {
             "compiled only {}",
             jit.jit_blocks()
         );
+    }
+    /// A same-page exit gets a link slot whose jump is a `jmp rel32`, the
+    /// form `Jit::link` rewrites (it leaves any other alone).
+    #[test]
+    fn a_link_slot_ends_in_the_jump_link_rewrites() {
+        let layout = super::Layout {
+            bias: 0,
+            x: 0,
+            pc: 0,
+            instret: 0,
+            tlb_epoch: 0,
+            tlb_load_base: 0,
+            tlb_store_base: 0,
+            tlb_entries: 0,
+            tlb_entry_shift: 5,
+            tlb_set_mask: 0,
+            entry_vpn: 0,
+            entry_epoch: 0,
+            entry_host: 0,
+            resv_active: 0,
+            link_epoch: 0,
+            exit_slot: 0,
+            jump_tag: 0,
+            jump_miss: 0,
+        };
+        let info = super::BlockInfo {
+            paddr: BASE,
+            pc: BASE,
+            chains: true,
+        };
+        let jal = 0x0080_006f; // j +8
+        let insts = [(crate::fastop::lower(decode(jal)), jal)];
+        let (code, _) = super::assemble(&layout, &info, &insts, &mut Vec::new(), 0).unwrap();
+        assert_eq!(code.len() % 8, 0);
+        assert_eq!(code[code.len() - 16..code.len() - 8], [0; 8], "empty epoch");
+        assert_eq!(code[code.len() - 8], super::LINK_JUMP);
     }
 }
