@@ -249,7 +249,12 @@ pub enum Instruction {
         rs1: u8,
         rs2: u8,
     },
-    Fence,
+    /// `store_load`: an earlier store must be visible before a later load
+    /// (the predecessor set has W or O, the successor set R or I, and it is
+    /// not `fence.tso`): the one ordering an x86 host does not keep by itself.
+    Fence {
+        store_load: bool,
+    },
     FenceI,
     Ecall,
     Ebreak,
@@ -363,6 +368,16 @@ fn imm_j(raw: u32) -> i32 {
 #[inline(always)]
 pub fn instruction_len(low: u16) -> u8 {
     if low & 3 == 3 { 4 } else { 2 }
+}
+
+/// Whether a `fence` (base encoding) orders earlier stores before later
+/// loads: predecessor W or O (bits 24, 26), successor R or I (bits 21, 23),
+/// and not `fence.tso` (fm = 1000), which leaves exactly that order out.
+fn fence_orders_store_load(raw: u32) -> bool {
+    let pred = (raw >> 24) & 0xf;
+    let succ = (raw >> 20) & 0xf;
+    let tso = raw >> 28 == 0b1000;
+    !tso && pred & 0b0101 != 0 && succ & 0b1010 != 0
 }
 
 /// Decode a 32-bit instruction.
@@ -566,7 +581,9 @@ pub fn decode(raw: u32) -> Instruction {
             }
         }
         0x0f => match f3 {
-            0 => I::Fence,
+            0 => I::Fence {
+                store_load: fence_orders_store_load(raw),
+            },
             1 => I::FenceI,
             _ => ill,
         },
@@ -1207,7 +1224,7 @@ impl fmt::Display for Instruction {
             I::Op32 { op, rd, rs1, rs2 } => {
                 write!(w, "{}w {}, {}, {}", alu_name(op), x(rd), x(rs1), x(rs2))
             }
-            I::Fence => write!(w, "fence"),
+            I::Fence { .. } => write!(w, "fence"),
             I::FenceI => write!(w, "fence.i"),
             I::Ecall => write!(w, "ecall"),
             I::Ebreak => write!(w, "ebreak"),
@@ -1389,6 +1406,22 @@ fn fmt_fp(
 mod tests {
     use super::*;
     use Instruction as I;
+
+    /// Only a fence that orders stores before loads asks the host for one.
+    #[test]
+    fn fences_say_whether_they_order_stores_before_loads() {
+        for (raw, store_load) in [
+            (0x0330_000f, true),  // fence rw, rw
+            (0x0120_000f, true),  // fence w, r
+            (0x0480_000f, true),  // fence o, i
+            (0x0220_000f, false), // fence r, r
+            (0x0110_000f, false), // fence w, w
+            (0x0310_000f, false), // fence rw, w
+            (0x8330_000f, false), // fence.tso
+        ] {
+            assert_eq!(decode(raw), I::Fence { store_load }, "{raw:#010x}");
+        }
+    }
 
     #[test]
     fn base_encodings() {

@@ -315,7 +315,14 @@ impl Hart {
             }
             I::Op { op, rd, rs1, rs2 } => self.w(rd, alu(op, self.r(rs1), self.r(rs2))),
             I::Op32 { op, rd, rs1, rs2 } => self.w(rd, alu32(op, self.r(rs1), self.r(rs2))),
-            I::Fence => {}
+            // Other harts run on this thread, between blocks; device
+            // threads see guest memory, and x86 lets a load pass an
+            // earlier store only without this.
+            I::Fence { store_load } => {
+                if store_load {
+                    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                }
+            }
             I::FenceI => self.code_changed(),
             I::Ecall => {
                 let c = match self.prv {

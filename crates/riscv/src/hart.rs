@@ -206,7 +206,7 @@ fn chains_through(op: &Op) -> bool {
                     | I::OpImm32 { .. }
                     | I::Op { .. }
                     | I::Op32 { .. }
-                    | I::Fence
+                    | I::Fence { .. }
                     | I::Lr { .. }
                     | I::Sc { .. }
                     | I::Amo { .. }

@@ -560,6 +560,7 @@ fn alu_other(inst: &Instruction) -> bool {
     use AluOp as A;
     use Instruction as I;
     match inst {
+        I::Fence { .. } => true,
         I::OpImm { op, .. } => matches!(op, A::Slt),
         I::Op { op, .. } => matches!(
             op,
@@ -972,6 +973,13 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
                 _ => unreachable!("alu_other admits only the operations above"),
             }
             rd
+        }
+        Op::Other(I::Fence { store_load }) => {
+            // See the executor: only store-before-load needs a host fence.
+            if store_load {
+                dynasm!(a ; .arch x64 ; mfence);
+            }
+            0
         }
         Op::Other(I::Op32 { op, rd, rs1, rs2 }) => {
             dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)]);
