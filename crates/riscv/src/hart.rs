@@ -640,6 +640,15 @@ impl Hart {
     /// link epoch, which the jump tag includes).
     fn drop_links(&mut self) {
         self.link_epoch += 1;
+        if self.link_epoch as u32 == 0 {
+            // Link slots hold the epoch's low 32 bits (and 0 while empty):
+            // rather than let a slot from 2^32 epochs ago match, retire all
+            // compiled code, and skip 0.
+            if let Some(jit) = self.jit.as_mut() {
+                jit.retire_code();
+            }
+            self.link_epoch += 1;
+        }
         self.refresh_jump_tag();
     }
 

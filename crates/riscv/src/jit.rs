@@ -75,13 +75,17 @@ fn jump_index(pc: u64) -> usize {
 /// Fibonacci hashing's 32-bit multiplier (2^32 / the golden ratio, odd).
 const JUMP_HASH: u32 = 0x9e37_79b1;
 
-/// The opcode of a link slot's jump (`jmp rel32`). A link slot is 16
-/// bytes after a block's code: the link epoch it is valid for, then that
-/// jump, which goes back to the block's exit while the slot is empty and is
-/// rewritten to go to the successor when the run loop links it. A direct
-/// jump, unlike one through a pointer in memory, costs the host's branch
-/// predictor nothing to follow.
+/// The opcode of a link slot's jump (`jmp rel32`). A link slot is the end
+/// of a direct exit: `cmp dword [hart's link epoch], imm32` (the epoch the
+/// slot holds for: 0, never one, while empty), `jne rel32` to the exit,
+/// then that jump, which goes to the exit too until the run loop rewrites
+/// it to go to the successor. The epoch is an immediate and the jump
+/// direct, so following a link loads nothing from the code mapping and
+/// leaves the host's branch predictor nothing hard to guess.
 const LINK_JUMP: u8 = 0xe9;
+/// Bytes from the start of the link check's immediate to the jump: the
+/// immediate (4) and the `jne rel32` (6).
+const LINK_CHECK: usize = 10;
 
 /// The block ran to its end; pc is its successor.
 pub(crate) const NEXT: u64 = 0;
@@ -263,10 +267,7 @@ impl Jit {
     /// changes: every older block and link is stale.
     pub(crate) fn compile(&mut self, block: &BlockInfo, insts: &[(Op, u32)]) -> Option<Compiled> {
         if self.region.used + MAX_BLOCK_CODE > REGION_SIZE {
-            // Reuse the mapping: older code, links and executor operations go.
-            self.region.used = 0;
-            self.ops.clear();
-            self.generation += 1;
+            self.retire_code();
         }
         let jumps = self.jumps.as_ptr() as usize;
         let (code, entry) = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
@@ -290,6 +291,15 @@ impl Jit {
         })
     }
 
+    /// Make every compiled block, link and executor operation stale (a new
+    /// generation) and reuse the mapping from its start. Code already
+    /// running stays intact until the next compile.
+    pub(crate) fn retire_code(&mut self) {
+        self.region.used = 0;
+        self.ops.clear();
+        self.generation += 1;
+    }
+
     /// Remember that `pc`, under the translation and privilege `tag`
     /// stands for, runs `code`.
     pub(crate) fn remember_jump(&mut self, pc: u64, tag: u64, code: &Compiled) {
@@ -307,34 +317,37 @@ impl Jit {
         self.ops.get(index).copied()
     }
 
-    /// Fill the link slot at `slot` (left by a block of generation
-    /// `slot_generation` that just returned) with `to`'s entry, valid for
-    /// `epoch`: its jump now goes there. Nothing happens if the mapping was
-    /// reused since: the slot's memory may hold other code now.
+    /// Fill the link slot at `slot` (the address of its jump, left by a
+    /// block of generation `slot_generation` that just returned) with
+    /// `to`'s entry, valid for `epoch` (its low 32 bits, never 0): the jump
+    /// now goes there. Nothing happens if the mapping was reused since: the
+    /// slot's memory may hold other code now.
     pub(crate) fn link(&mut self, slot: usize, slot_generation: u64, to: &Compiled, epoch: u64) {
-        let inside = slot >= self.region.base as usize
-            && slot + 16 <= self.region.base as usize + self.region.used
-            && slot.is_multiple_of(8);
+        let base = self.region.base as usize;
+        let inside = slot >= base + LINK_CHECK && slot + 5 <= base + self.region.used;
         if !inside || slot_generation != self.generation || to.generation != self.generation {
             return;
         }
         let p = slot as *mut u8;
-        // The jump's displacement counts from its end (slot + 13); the
-        // mapping is far smaller than 2 GiB.
-        let Ok(rel) = i32::try_from(to.link_entry as i64 - (slot as i64 + 13)) else {
+        // The jump's displacement counts from its end; the mapping is far
+        // smaller than 2 GiB.
+        let Ok(rel) = i32::try_from(to.link_entry as i64 - (slot as i64 + 5)) else {
             return;
         };
-        // SAFETY: `slot` is 16 aligned bytes inside the used part of this
-        // hart's mapping (checked above), a link slot of a block of the
-        // current generation (so not overwritten since): the epoch word
-        // and a `jmp rel32`. Written only here, while no compiled code runs
-        // (x86 keeps instruction fetch coherent with these stores).
+        // SAFETY: `slot - LINK_CHECK .. slot + 5` is inside the used part
+        // of this hart's mapping (checked above), the end of a link slot of
+        // a block of the current generation (so not overwritten since), as
+        // the opcodes checked first confirm. Written only here, while no
+        // compiled code runs (x86 keeps instruction fetch coherent with
+        // these stores).
         unsafe {
-            if p.add(8).read() != LINK_JUMP {
+            if p.read() != LINK_JUMP || p.sub(6).read() != 0x0f || p.sub(5).read() != 0x85 {
                 return;
             }
-            p.add(9).cast::<i32>().write_unaligned(rel);
-            p.cast::<u64>().write(epoch);
+            p.add(1).cast::<i32>().write_unaligned(rel);
+            p.sub(LINK_CHECK)
+                .cast::<u32>()
+                .write_unaligned(epoch as u32);
         }
     }
 }
@@ -612,9 +625,6 @@ struct Slow {
 struct Exits {
     /// The epilogue (status in rax).
     exit: DynamicLabel,
-    /// Link slots, emitted after the code: (the slot, its jump, where
-    /// the jump goes while the slot is empty). See [`LINK_JUMP`].
-    slots: Vec<(DynamicLabel, DynamicLabel, DynamicLabel)>,
     /// The block leaves privilege and translation alone, so a successor on
     /// the same guest page is on the same physical page.
     chains: bool,
@@ -646,7 +656,6 @@ fn assemble(
     let entry = a.new_dynamic_label();
     let mut e = Exits {
         exit,
-        slots: Vec::new(),
         chains: b.chains,
         page_off: (b.paddr & 0xfff) as i32,
         jumps,
@@ -794,19 +803,6 @@ fn assemble(
         );
         sync_instret(&mut a, l, t.retired);
         dynasm!(a ; .arch x64 ; mov eax, TRAP as i32 ; jmp =>exit);
-    }
-    dynasm!(a ; .arch x64 ; .align 8);
-    for &(slot, jump, empty) in &e.slots {
-        dynasm!(a
-            ; .arch x64
-            ; =>slot
-            ; .u64 0
-            ; =>jump
-            ; jmp =>empty
-            ; int3
-            ; int3
-            ; int3
-        );
     }
     let entry = a.labels().resolve_dynamic(entry).ok()?.0;
     Some((a.finalize().ok()?, entry))
@@ -1100,18 +1096,18 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
         dynasm!(a ; .arch x64 ; mov rcx, rax);
         jump_cache(a, l, e);
     } else if e.chains {
-        let slot = a.new_dynamic_label();
+        // A link slot (see `LINK_JUMP`): empty, it holds epoch 0.
         let jump = a.new_dynamic_label();
         let miss = a.new_dynamic_label();
-        e.slots.push((slot, jump, miss));
+        let empty: i32 = 0;
         dynasm!(a
             ; .arch x64
-            ; mov rcx, QWORD [rbx + l.link_epoch]
-            ; cmp rcx, QWORD [=>slot]
+            ; cmp DWORD [rbx + l.link_epoch], DWORD empty
             ; jne =>miss
-            ; jmp =>jump
+            ; =>jump
+            ; jmp =>miss
             ; =>miss
-            ; lea rax, [=>slot]
+            ; lea rax, [=>jump]
             ; mov QWORD [rbx + l.exit_slot], rax
         );
     }
@@ -1491,8 +1487,8 @@ mod tests {
             jit.jit_blocks()
         );
     }
-    /// A same-page exit gets a link slot whose jump is a `jmp rel32`, the
-    /// form `Jit::link` rewrites (it leaves any other alone).
+    /// A same-page exit gets a link slot of the form `Jit::link` rewrites
+    /// (it leaves any other alone): an empty epoch check, then the jump.
     #[test]
     fn a_link_slot_ends_in_the_jump_link_rewrites() {
         let layout = super::Layout {
@@ -1523,8 +1519,15 @@ mod tests {
         let jal = 0x0080_006f; // j +8
         let insts = [(crate::fastop::lower(decode(jal)), jal)];
         let (code, _) = super::assemble(&layout, &info, &insts, &mut Vec::new(), 0).unwrap();
-        assert_eq!(code.len() % 8, 0);
-        assert_eq!(code[code.len() - 16..code.len() - 8], [0; 8], "empty epoch");
-        assert_eq!(code[code.len() - 8], super::LINK_JUMP);
+        // cmp dword [rbx + disp32], 0 (empty); jne rel32; jmp rel32
+        let slots: Vec<usize> = (super::LINK_CHECK + 6..code.len() - 5)
+            .filter(|&j| {
+                code[j] == super::LINK_JUMP
+                    && code[j - 6..j - 4] == [0x0f, 0x85]
+                    && code[j - super::LINK_CHECK..j - 6] == [0; 4]
+                    && code[j - super::LINK_CHECK - 6..j - super::LINK_CHECK - 4] == [0x81, 0xbb]
+            })
+            .collect();
+        assert_eq!(slots.len(), 1, "one link slot in {code:02x?}");
     }
 }
