@@ -43,7 +43,7 @@
 //! than x86-64 and `VESSEL_JIT=0` run the interpreter alone.
 
 use crate::Mmio;
-use crate::decode::{AluOp, Instruction, LoadOp};
+use crate::decode::{AluOp, AmoOp, Instruction, LoadOp};
 use crate::fastop::Op;
 use crate::hart::Hart;
 use dynasmrt::x64::{Rq, X64Relocation};
@@ -459,8 +459,34 @@ enum Kind {
     Mem(Mem),
     /// Ends the block with pc set.
     Jump,
+    /// An AMO with a host atomic inline, the executor otherwise.
+    Amo(Amo),
     /// Through the executor.
     Call,
+}
+
+/// An AMO compiled inline: swap, add, xor, and, or (min and max go through
+/// the executor).
+#[derive(Clone, Copy)]
+struct Amo {
+    op: AmoOp,
+    rd: u8,
+    rs1: u8,
+    rs2: u8,
+    double: bool,
+}
+
+/// The out-of-line paths of an inline AMO: the TLB lookup on a page-cache
+/// miss (as for a store, see [`fill_path`]; its `label` is `fallback`) and
+/// the executor when anything is not the fast case.
+struct AmoSlow {
+    fill: Slow,
+    fallback: DynamicLabel,
+    back: DynamicLabel,
+    /// Byte offset of the AMO from the block's first instruction.
+    off: i32,
+    /// Its executor operation number.
+    index: usize,
 }
 
 fn kind(op: &Op) -> Kind {
@@ -557,6 +583,19 @@ fn kind(op: &Op) -> Kind {
         | Op::Bgeu { .. }
         | Op::Jal { .. }
         | Op::Jalr { .. } => Kind::Jump,
+        Op::Other(I::Amo {
+            op: op @ (AmoOp::Swap | AmoOp::Add | AmoOp::Xor | AmoOp::And | AmoOp::Or),
+            rd,
+            rs1,
+            rs2,
+            double,
+        }) => Kind::Amo(Amo {
+            op,
+            rd,
+            rs1,
+            rs2,
+            double,
+        }),
         Op::Other(inst) => {
             if alu_other(&inst) {
                 Kind::Alu
@@ -689,6 +728,7 @@ fn assemble(
     );
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
+    let mut amos: Vec<AmoSlow> = Vec::new();
     let mut off: i32 = 0;
     // Instructions retired since instret was last updated.
     let mut pending: i32 = 0;
@@ -729,6 +769,15 @@ fn assemble(
                 jump(&mut a, l, &mut e, &op, off, len, pending + 1);
                 ended = true;
                 break;
+            }
+            Kind::Amo(amo) => {
+                // The executor takes over on the slow path: instret must
+                // be current there.
+                sync_instret(&mut a, l, pending);
+                pending = 0;
+                let index = ops.len();
+                ops.push((op, raw));
+                amos.push(atomic(&mut a, l, amo, off, index, xr));
             }
             Kind::Call => {
                 let index = ops.len();
@@ -793,6 +842,10 @@ fn assemble(
     for s in &slows {
         fill_path(&mut a, l, s);
         slow_path(&mut a, l, s, xr);
+    }
+    for m in &amos {
+        fill_path(&mut a, l, &m.fill);
+        amo_fallback(&mut a, l, m, exit);
     }
     for t in &traps {
         dynasm!(a
@@ -1190,6 +1243,119 @@ fn memory(
     }
 }
 
+/// The main line of an inline AMO: like a store's (aligned, no LR
+/// reservation active anywhere, the store page cache or the TLB), then one
+/// locked host instruction (or a `lock cmpxchg` loop for and/or/xor),
+/// which keeps it atomic against device threads too.
+fn atomic(
+    a: &mut Asm,
+    l: &Layout,
+    m: Amo,
+    off: i32,
+    index: usize,
+    xr: impl Fn(u8) -> i32 + Copy,
+) -> AmoSlow {
+    let fallback = a.new_dynamic_label();
+    let back = a.new_dynamic_label();
+    let fill = a.new_dynamic_label();
+    let hit = a.new_dynamic_label();
+    let size: u8 = if m.double { 8 } else { 4 };
+    let mem = Mem::Store {
+        rs1: m.rs1,
+        rs2: m.rs2,
+        imm: 0,
+        size,
+    };
+    let (tag, host) = page_cache(mem);
+    dynasm!(a
+        ; .arch x64
+        ; mov rsi, QWORD [rbx + xr(m.rs1)]
+        ; test esi, i32::from(size - 1)
+        ; jnz =>fallback
+        ; mov rax, QWORD l.resv_active as i64
+        ; cmp DWORD [rax], 0
+        ; jne =>fallback
+        ; mov rax, rsi
+        ; shr rax, 12
+        ; cmp rax, Rq(tag)
+        ; jne =>fill
+        ; =>hit
+        ; mov edx, esi
+        ; and edx, 0xfff
+        ; mov rax, QWORD [rbx + xr(m.rs2)]
+    );
+    match (m.op, m.double) {
+        (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rdx], rax),
+        (AmoOp::Add, false) => dynasm!(a ; .arch x64 ; lock xadd DWORD [Rq(host) + rdx], eax),
+        (AmoOp::Swap, true) => dynasm!(a ; .arch x64 ; xchg QWORD [Rq(host) + rdx], rax),
+        (AmoOp::Swap, false) => dynasm!(a ; .arch x64 ; xchg DWORD [Rq(host) + rdx], eax),
+        (op, double) => {
+            // rax = the old value, rsi = the new one, rcx = the operand.
+            let retry = a.new_dynamic_label();
+            dynasm!(a ; .arch x64 ; mov rcx, rax);
+            if double {
+                dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx] ; =>retry ; mov rsi, rax);
+            } else {
+                dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rdx] ; =>retry ; mov esi, eax);
+            }
+            match op {
+                AmoOp::Xor => dynasm!(a ; .arch x64 ; xor rsi, rcx),
+                AmoOp::And => dynasm!(a ; .arch x64 ; and rsi, rcx),
+                _ => dynasm!(a ; .arch x64 ; or rsi, rcx),
+            }
+            if double {
+                dynasm!(a ; .arch x64 ; lock cmpxchg QWORD [Rq(host) + rdx], rsi ; jne =>retry);
+            } else {
+                dynasm!(a ; .arch x64 ; lock cmpxchg DWORD [Rq(host) + rdx], esi ; jne =>retry);
+            }
+        }
+    }
+    if !m.double {
+        dynasm!(a ; .arch x64 ; movsxd rax, eax);
+    }
+    put(a, m.rd, xr);
+    dynasm!(a ; .arch x64 ; =>back);
+    AmoSlow {
+        fill: Slow {
+            fill,
+            hit,
+            label: fallback,
+            back,
+            trap: fallback,
+            mem,
+        },
+        fallback,
+        back,
+        off,
+        index,
+    }
+}
+
+/// An AMO's way through the executor (a misaligned address, an active
+/// reservation, a TLB miss, a device, a fault): as for any executor
+/// operation, except that on success instret is taken back by one, as the
+/// main line counts the AMO itself.
+fn amo_fallback(a: &mut Asm, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
+    dynasm!(a
+        ; .arch x64
+        ; =>m.fallback
+        ; lea rax, [r13 + m.off]
+        ; mov QWORD [rbx + l.pc], rax
+        ; lea rdi, [rbx - l.bias]
+        ; mov rsi, r12
+        ; mov rdx, QWORD m.index as i64
+        ; mov rax, QWORD exec_one as *const () as usize as i64
+        ; call rax
+        ; mov r9, -1
+        ; mov rdi, -1
+        ; mov r11, -1
+        ; test rax, rax
+        ; jnz =>exit
+        ; sub QWORD [rbx + l.instret], 1
+        ; jmp =>m.back
+    );
+}
+
 /// The page cache a load or store uses: (page-number register, host-page
 /// register). Loads from the stack or frame (sp, s0) have their own, so
 /// that a function's stack accesses and its other loads do not evict each
@@ -1379,6 +1545,7 @@ mod tests {
         h.sync_mode();
         h.tlb_flush();
         h.code_changed(); // since the last case: what `fence.i` does
+        h.reservation_clear();
     }
 
     /// A loop that calls a function (through the jump cache both ways) and,
@@ -1529,5 +1696,62 @@ mod tests {
             })
             .collect();
         assert_eq!(slots.len(), 1, "one link slot in {code:02x?}");
+    }
+    /// Inline AMOs (each operation, word and doubleword, aligned or not,
+    /// with an LR reservation active or not) leave what the executor does.
+    #[test]
+    fn inline_amos_match_the_interpreter() {
+        let amo = |funct5: u32, double: bool, rd: u32, rs1: u32, rs2: u32| {
+            funct5 << 27 | rs2 << 20 | rs1 << 15 | (2 + u32::from(double)) << 12 | rd << 7 | 0x2f
+        };
+        let mem_a = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
+        let mem_b = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
+        let (ram_a, ram_b) = (Ram::new(&mem_a).unwrap(), Ram::new(&mem_b).unwrap());
+        let mut interp = hart(&ram_a, JitMode::Off);
+        let mut jit = hart(&ram_b, JitMode::After(1));
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        // add, swap, xor, or, and, min (the last through the executor)
+        for funct5 in [0x00, 0x01, 0x04, 0x08, 0x0c, 0x10] {
+            for double in [false, true] {
+                for misalign in [0, 2, 4] {
+                    let mut image = vec![0u8; RAM];
+                    image[..4].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j .
+                    for b in &mut image[(DATA - BASE) as usize..(DATA - BASE + DATA_LEN) as usize] {
+                        *b = next(&mut seed) as u8;
+                    }
+                    let code = [
+                        amo(funct5, double, 10, 12, 11), // amo a0, a1, (a2)
+                        amo(funct5, double, 0, 12, 11),  // amo x0, a1, (a2)
+                        amo(funct5, double, 13, 12, 10), // amo a3, a0, (a2)
+                        0x1007_b72f,                     // lr.d a4, (a5)
+                        amo(funct5, double, 16, 12, 11), // amo a6, a1, (a2): reserved
+                        0xb020_28f3,                     // csrr a7, minstret
+                        0x0000_006f,                     // j .
+                    ];
+                    for (k, w) in code.iter().enumerate() {
+                        let at = (CODE - BASE) as usize + 4 * k;
+                        image[at..at + 4].copy_from_slice(&w.to_le_bytes());
+                    }
+                    let mut regs = [0u64; 32];
+                    regs[11] = 0x8000_0001_ffff_fff3;
+                    regs[12] = DATA + 0x100 + misalign;
+                    regs[15] = DATA + 0x200;
+                    let fregs = [0u64; 32];
+                    ram_a.write_bytes(BASE, &image).unwrap();
+                    reset(&mut interp, &regs, &fregs);
+                    let exit = interp.run(&mut NoMmio, 20);
+                    let want = state(&interp, &ram_a, exit);
+                    ram_b.write_bytes(BASE, &image).unwrap();
+                    reset(&mut jit, &regs, &fregs);
+                    let exit = jit.run(&mut NoMmio, 20);
+                    assert_eq!(
+                        state(&jit, &ram_b, exit),
+                        want,
+                        "funct5 {funct5:#x} double {double} misalign {misalign}"
+                    );
+                }
+            }
+        }
+        assert!(jit.jit_blocks() >= 12, "each program compiled");
     }
 }
