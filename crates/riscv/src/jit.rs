@@ -718,13 +718,13 @@ fn assemble(
         ; mov r9, -1
         ; mov rdi, -1
         ; mov r11, -1
-        // Linked blocks enter here: pc is current, r15 counts the
-        // instructions left before the run loop must look at interrupts.
-        ; =>entry
-        ; cmp r15, n
-        ; jb =>bail
-        ; sub r15, n
         ; mov r13, QWORD [rbx + l.pc]
+        // Linked blocks enter here: r13 is the block's pc (the hart's may
+        // be stale), r15 counts the instructions left before the run loop
+        // must look at interrupts.
+        ; =>entry
+        ; sub r15, n
+        ; jb =>bail
     );
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
@@ -828,6 +828,7 @@ fn assemble(
     dynasm!(a
         ; .arch x64
         ; =>bail
+        ; mov QWORD [rbx + l.pc], r13
         ; xor eax, eax
         ; =>exit
         ; add rsp, 8
@@ -1068,12 +1069,16 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
                 ; lea rax, [r13 + next]
             );
             put(a, rd, xr);
-            dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], rcx);
             sync_instret(a, l, retired);
             if e.chains {
                 jump_cache(a, l, e);
             }
-            dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
+            dynasm!(a
+                ; .arch x64
+                ; mov QWORD [rbx + l.pc], rcx
+                ; xor eax, eax
+                ; jmp =>e.exit
+            );
         }
         Op::Beq { rs1, rs2, imm }
         | Op::Bne { rs1, rs2, imm }
@@ -1124,6 +1129,7 @@ fn jump_cache(a: &mut Asm, l: &Layout, e: &Exits) {
         ; mov rdx, QWORD [rbx + l.jump_tag]
         ; cmp rdx, QWORD [rax + 8]
         ; jne =>miss
+        ; mov r13, rcx
         ; jmp QWORD [rax + 16]
         ; =>miss
         ; mov QWORD [rbx + l.jump_miss], 1
@@ -1139,27 +1145,36 @@ fn jump_cache(a: &mut Asm, l: &Layout, e: &Exits) {
 /// found through the jump cache, as indirect jumps are: its page may map
 /// elsewhere by the next time.
 fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
-    dynasm!(a
-        ; .arch x64
-        ; lea rax, [r13 + target]
-        ; mov QWORD [rbx + l.pc], rax
-    );
     let same_page = (0..0x1000).contains(&(e.page_off + target));
-    if e.chains && !same_page {
-        dynasm!(a ; .arch x64 ; mov rcx, rax);
+    if !e.chains {
+        dynasm!(a
+            ; .arch x64
+            ; lea rax, [r13 + target]
+            ; mov QWORD [rbx + l.pc], rax
+        );
+    } else if !same_page {
+        // r13 becomes the successor's pc, as its code expects.
+        dynasm!(a
+            ; .arch x64
+            ; lea r13, [r13 + target]
+            ; mov rcx, r13
+        );
         jump_cache(a, l, e);
-    } else if e.chains {
+        dynasm!(a ; .arch x64 ; mov QWORD [rbx + l.pc], r13);
+    } else {
         // A link slot (see `LINK_JUMP`): empty, it holds epoch 0.
         let jump = a.new_dynamic_label();
         let miss = a.new_dynamic_label();
         let empty: i32 = 0;
         dynasm!(a
             ; .arch x64
+            ; lea r13, [r13 + target]
             ; cmp DWORD [rbx + l.link_epoch], DWORD empty
             ; jne =>miss
             ; =>jump
             ; jmp =>miss
             ; =>miss
+            ; mov QWORD [rbx + l.pc], r13
             ; lea rax, [=>jump]
             ; mov QWORD [rbx + l.exit_slot], rax
         );
