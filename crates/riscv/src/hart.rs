@@ -342,20 +342,15 @@ impl Hart {
     /// Where compiled code finds this hart's state.
     fn jit_layout(&self) -> jit::Layout {
         let off = |o: usize| i32::try_from(o).expect("Hart fields lie within 2 GiB of its start");
-        // Compiled code addresses the hart from `x[16]`: every guest
-        // register is then within a one-byte displacement.
-        let bias = off(std::mem::offset_of!(Hart, x) + 16 * 8);
-        let field = |o: usize| off(o) - bias;
         let tlb = std::mem::offset_of!(Hart, tlb);
         let t = Tlb::layout();
         jit::Layout {
-            bias,
-            x: field(std::mem::offset_of!(Hart, x)),
-            pc: field(std::mem::offset_of!(Hart, pc)),
-            instret: field(std::mem::offset_of!(Hart, instret)),
-            tlb_epoch: field(tlb + t.epoch),
-            tlb_load_base: field(tlb + t.load_base),
-            tlb_store_base: field(tlb + t.store_base),
+            x: off(std::mem::offset_of!(Hart, x)),
+            pc: off(std::mem::offset_of!(Hart, pc)),
+            instret: off(std::mem::offset_of!(Hart, instret)),
+            tlb_epoch: off(tlb + t.epoch),
+            tlb_load_base: off(tlb + t.load_base),
+            tlb_store_base: off(tlb + t.store_base),
             tlb_entries: self.tlb.entries_addr(),
             tlb_entry_shift: t.entry_shift,
             tlb_set_mask: t.set_mask,
@@ -363,10 +358,10 @@ impl Hart {
             entry_epoch: off(t.entry_epoch),
             entry_host: off(t.host),
             resv_active: self.ram.reservations_active_addr(),
-            link_epoch: field(std::mem::offset_of!(Hart, link_epoch)),
-            exit_slot: field(std::mem::offset_of!(Hart, jit_exit_slot)),
-            jump_tag: field(std::mem::offset_of!(Hart, jump_tag)),
-            jump_miss: field(std::mem::offset_of!(Hart, jit_jump_miss)),
+            link_epoch: off(std::mem::offset_of!(Hart, link_epoch)),
+            exit_slot: off(std::mem::offset_of!(Hart, jit_exit_slot)),
+            jump_tag: off(std::mem::offset_of!(Hart, jump_tag)),
+            jump_miss: off(std::mem::offset_of!(Hart, jit_jump_miss)),
         }
     }
 

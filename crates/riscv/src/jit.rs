@@ -123,14 +123,10 @@ pub(crate) struct BlockInfo {
     pub chains: bool,
 }
 
-/// Where compiled code finds the hart's state: byte offsets from the
-/// hart's address plus `bias` (where rbx points), and addresses that stay
-/// put for the hart's life.
+/// Where compiled code finds the hart's state: byte offsets into [`Hart`]
+/// and addresses that stay put for the hart's life.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
-    /// rbx = the `Hart`'s address + `bias`, chosen so that the guest
-    /// registers are within a one-byte displacement of rbx.
-    pub bias: i32,
     pub x: i32,
     pub pc: i32,
     pub instret: i32,
@@ -675,7 +671,7 @@ struct Exits {
 
 type Asm = VecAssembler<X64Relocation>;
 
-/// Assemble one block. Registers: rbx = hart + `l.bias`, r12 = mmio, r13 =
+/// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 =
 /// pc of the block's first instruction, r14 = TLB entries, r15 =
 /// instructions left; r9/r10, rdi/r8 and r11/rbp are the page caches (see
 /// [`memory`]); rax, rcx, rdx, rsi are scratch (and rdi, r8 around calls).
@@ -711,7 +707,7 @@ fn assemble(
         ; push rbp
         // Keeps rsp 16-byte aligned at the helpers' calls.
         ; sub rsp, 8
-        ; lea rbx, [rdi + l.bias]
+        ; mov rbx, rdi
         ; mov r12, rsi
         ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
@@ -788,7 +784,7 @@ fn assemble(
                     ; .arch x64
                     ; lea rax, [r13 + off]
                     ; mov QWORD [rbx + l.pc], rax
-                    ; lea rdi, [rbx - l.bias]
+                    ; mov rdi, rbx
                     ; mov rsi, r12
                     ; mov rdx, QWORD index as i64
                     ; mov rax, QWORD exec_one as *const () as usize as i64
@@ -842,7 +838,7 @@ fn assemble(
     );
     for s in &slows {
         fill_path(&mut a, l, s);
-        slow_path(&mut a, l, s, xr);
+        slow_path(&mut a, s, xr);
     }
     for m in &amos {
         fill_path(&mut a, l, &m.fill);
@@ -1356,7 +1352,7 @@ fn amo_fallback(a: &mut Asm, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
         ; =>m.fallback
         ; lea rax, [r13 + m.off]
         ; mov QWORD [rbx + l.pc], rax
-        ; lea rdi, [rbx - l.bias]
+        ; mov rdi, rbx
         ; mov rsi, r12
         ; mov rdx, QWORD m.index as i64
         ; mov rax, QWORD exec_one as *const () as usize as i64
@@ -1432,12 +1428,12 @@ fn load_tail(a: &mut Asm, rd: u8, size: u8, signed: bool, xr: impl Fn(u8) -> i32
 
 /// The out-of-line path of a load or store: the `Hart` method, then back
 /// to the main line, or to the trap exit.
-fn slow_path(a: &mut Asm, l: &Layout, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
+fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
     dynasm!(a
         ; .arch x64
         ; =>s.label
         ; mov rdx, rsi
-        ; lea rdi, [rbx - l.bias]
+        ; mov rdi, rbx
         ; mov rsi, r12
     );
     match s.mem {
@@ -1674,7 +1670,6 @@ mod tests {
     #[test]
     fn a_link_slot_ends_in_the_jump_link_rewrites() {
         let layout = super::Layout {
-            bias: 0,
             x: 0,
             pc: 0,
             instret: 0,
