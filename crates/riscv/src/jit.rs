@@ -17,9 +17,12 @@
 //!   reservation active anywhere, one host access. Everything else (a
 //!   miss, a device, a misaligned access, a fault) calls
 //!   `Hart::load`/`Hart::store` out of line, which fills the TLB or traps.
-//! - Every other operation (FP, AMOs, CSRs, system instructions, division)
-//!   calls the interpreter's executor for that one instruction, with pc and
-//!   instret brought up to date first.
+//! - `fence` is inline (an `mfence` when it orders stores before loads).
+//!   AMOs but min/max are one locked host instruction (or a `cmpxchg`
+//!   loop) on the store path's fast case, the executor otherwise.
+//! - Every other operation (FP, LR/SC, min/max AMOs, CSRs, system
+//!   instructions, division) calls the interpreter's executor for that one
+//!   instruction, with pc and instret brought up to date first.
 //!
 //! A compiled function returns [`NEXT`] (pc is the successor; with
 //! [`NEXT_UNCHAINED`] after a block that may have changed privilege or
@@ -29,12 +32,13 @@
 //! `Hart::instret` itself, and runs at most the number of instructions it
 //! is given before the run loop must look at interrupts.
 //!
-//! Blocks go on into each other without the run loop: a direct exit to the
-//! same guest page jumps through a link slot the run loop fills; an
-//! indirect jump, or a direct one to another page, looks its target up in
-//! the jump cache (pc to code, tagged with `Hart::jump_tag`). Both are
-//! dropped at once when `Hart::link_epoch` moves (`fence.i`, a reused
-//! mapping).
+//! Blocks go on into each other without the run loop, passing the
+//! successor's pc in r13 (the hart's pc is stored only on the way out): a
+//! direct exit to the same guest page ends in a link slot, a direct jump
+//! the run loop rewrites (see [`LINK_JUMP`]); an indirect jump, or a direct
+//! one to another page, looks its target up in the jump cache (pc to code,
+//! tagged with `Hart::jump_tag`). Both are dropped at once when
+//! `Hart::link_epoch` moves (`fence.i`, a reused mapping).
 //!
 //! Code lives in one anonymous mapping per hart; when it is full it is
 //! reused from the start and every block's code becomes stale (a
