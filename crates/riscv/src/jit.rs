@@ -715,9 +715,10 @@ fn assemble(
         ; mov r12, rsi
         ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
-        ; mov r9, -1
-        ; mov rdi, -1
-        ; mov r11, -1
+    );
+    forget_pages(&mut a);
+    dynasm!(a
+        ; .arch x64
         ; mov r13, QWORD [rbx + l.pc]
         // Linked blocks enter here: r13 is the block's pc (the hart's may
         // be stale), r15 counts the instructions left before the run loop
@@ -784,23 +785,7 @@ fn assemble(
                 ops.push((op, raw));
                 sync_instret(&mut a, l, pending);
                 pending = 0;
-                dynasm!(a
-                    ; .arch x64
-                    ; lea rax, [r13 + off]
-                    ; mov QWORD [rbx + l.pc], rax
-                    ; mov rdi, rbx
-                    ; mov rsi, r12
-                    ; mov rdx, QWORD index as i64
-                    ; mov rax, QWORD exec_one as *const () as usize as i64
-                    ; call rax
-                    // The call clobbered the page caches (and the
-                    // operation may have changed privilege or translation).
-                    ; mov r9, -1
-                    ; mov rdi, -1
-                    ; mov r11, -1
-                    ; test rax, rax
-                    ; jnz =>exit
-                );
+                executor_call(&mut a, l, off, index, exit);
                 off += len;
                 // The executor retired it and moved pc (also for the jumps
                 // and system instructions that end blocks). After one that
@@ -1216,16 +1201,7 @@ fn memory(
     let (tag, host) = page_cache(m);
     match m {
         Mem::Load { size, .. } => {
-            dynasm!(a
-                ; .arch x64
-                ; mov rax, rsi
-                ; shr rax, 12
-                ; cmp rax, Rq(tag)
-                ; jne =>fill
-                ; =>hit
-                ; mov edx, esi
-                ; and edx, 0xfff
-            );
+            page_check(a, tag, fill, hit);
             match size {
                 1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host) + rdx]),
                 2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host) + rdx]),
@@ -1234,25 +1210,14 @@ fn memory(
             }
         }
         Mem::Store { rs2, size, .. } => {
-            dynasm!(a
-                ; .arch x64
-                ; mov rax, QWORD l.resv_active as i64
-                ; cmp DWORD [rax], 0
-                ; jne =>slow
-                ; mov rax, rsi
-                ; shr rax, 12
-                ; cmp rax, r11
-                ; jne =>fill
-                ; =>hit
-                ; mov edx, esi
-                ; and edx, 0xfff
-                ; mov rax, QWORD [rbx + xr(rs2)]
-            );
+            no_reservation(a, l, slow);
+            page_check(a, tag, fill, hit);
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs2)]);
             match size {
-                1 => dynasm!(a ; .arch x64 ; mov BYTE [rbp + rdx], al),
-                2 => dynasm!(a ; .arch x64 ; mov WORD [rbp + rdx], ax),
-                4 => dynasm!(a ; .arch x64 ; mov DWORD [rbp + rdx], eax),
-                _ => dynasm!(a ; .arch x64 ; mov QWORD [rbp + rdx], rax),
+                1 => dynasm!(a ; .arch x64 ; mov BYTE [Rq(host) + rdx], al),
+                2 => dynasm!(a ; .arch x64 ; mov WORD [Rq(host) + rdx], ax),
+                4 => dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rdx], eax),
+                _ => dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rdx], rax),
             }
         }
     }
@@ -1287,18 +1252,10 @@ fn atomic(
         ; mov rsi, QWORD [rbx + xr(m.rs1)]
         ; test esi, i32::from(size - 1)
         ; jnz =>fallback
-        ; mov rax, QWORD l.resv_active as i64
-        ; cmp DWORD [rax], 0
-        ; jne =>fallback
-        ; mov rax, rsi
-        ; shr rax, 12
-        ; cmp rax, Rq(tag)
-        ; jne =>fill
-        ; =>hit
-        ; mov edx, esi
-        ; and edx, 0xfff
-        ; mov rax, QWORD [rbx + xr(m.rs2)]
     );
+    no_reservation(a, l, fallback);
+    page_check(a, tag, fill, hit);
+    dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(m.rs2)]);
     match (m.op, m.double) {
         (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rdx], rax),
         (AmoOp::Add, false) => dynasm!(a ; .arch x64 ; lock xadd DWORD [Rq(host) + rdx], eax),
@@ -1351,23 +1308,46 @@ fn atomic(
 /// operation, except that on success instret is taken back by one, as the
 /// main line counts the AMO itself.
 fn amo_fallback(a: &mut Asm, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
+    dynasm!(a ; .arch x64 ; =>m.fallback);
+    executor_call(a, l, m.off, m.index, exit);
     dynasm!(a
         ; .arch x64
-        ; =>m.fallback
-        ; lea rax, [r13 + m.off]
+        ; sub QWORD [rbx + l.instret], 1
+        ; jmp =>m.back
+    );
+}
+
+/// Run executor operation `index`, the instruction at byte offset `off`
+/// (instret already current): pc first, then the call; a status other than
+/// `NEXT` leaves through `exit`.
+fn executor_call(a: &mut Asm, l: &Layout, off: i32, index: usize, exit: DynamicLabel) {
+    dynasm!(a
+        ; .arch x64
+        ; lea rax, [r13 + off]
         ; mov QWORD [rbx + l.pc], rax
         ; mov rdi, rbx
         ; mov rsi, r12
-        ; mov rdx, QWORD m.index as i64
+        ; mov rdx, QWORD index as i64
         ; mov rax, QWORD exec_one as *const () as usize as i64
         ; call rax
+    );
+    // The call clobbered the page caches (and the operation may have
+    // changed privilege or translation).
+    forget_pages(a);
+    dynasm!(a
+        ; .arch x64
+        ; test rax, rax
+        ; jnz =>exit
+    );
+}
+
+/// Empty the page caches (see [`memory`]).
+fn forget_pages(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
         ; mov r9, -1
         ; mov rdi, -1
         ; mov r11, -1
-        ; test rax, rax
-        ; jnz =>exit
-        ; sub QWORD [rbx + l.instret], 1
-        ; jmp =>m.back
     );
 }
 
@@ -1381,6 +1361,33 @@ fn page_cache(m: Mem) -> (Rq, Rq) {
         Mem::Load { .. } => (Rq::RDI, Rq::R8),
         Mem::Store { .. } => (Rq::R11, Rq::RBP),
     }
+}
+
+/// The page-cache check for the address in rsi: `fill` unless its page is
+/// the one in `tag`; at `hit` (where `fill` comes back), rdx = the offset
+/// in the page.
+fn page_check(a: &mut Asm, tag: Rq, fill: DynamicLabel, hit: DynamicLabel) {
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, rsi
+        ; shr rax, 12
+        ; cmp rax, Rq(tag)
+        ; jne =>fill
+        ; =>hit
+        ; mov edx, esi
+        ; and edx, 0xfff
+    );
+}
+
+/// `slow` if an LR reservation is active on any hart: a write must then
+/// go through `Hart::store`, which breaks the ones it hits.
+fn no_reservation(a: &mut Asm, l: &Layout, slow: DynamicLabel) {
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, QWORD l.resv_active as i64
+        ; cmp DWORD [rax], 0
+        ; jne =>slow
+    );
 }
 
 /// The out-of-line TLB lookup after a page-cache miss (page number in
@@ -1440,17 +1447,15 @@ fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
         ; mov rdi, rbx
         ; mov rsi, r12
     );
+    // Both return whether the access went through: a load in rdx (its
+    // value in rax), a store in rax.
     match s.mem {
         Mem::Load { size, .. } => dynasm!(a
             ; .arch x64
             ; mov ecx, i32::from(size)
             ; mov rax, QWORD load_slow as *const () as usize as i64
             ; call rax
-            ; mov r9, -1
-            ; mov rdi, -1
-            ; mov r11, -1
-            ; test rdx, rdx
-            ; jz =>s.trap
+            ; mov rcx, rdx
         ),
         Mem::Store { rs2, size, .. } => dynasm!(a
             ; .arch x64
@@ -1458,14 +1463,16 @@ fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
             ; mov r8, QWORD [rbx + xr(rs2)]
             ; mov rax, QWORD store_slow as *const () as usize as i64
             ; call rax
-            ; mov r9, -1
-            ; mov rdi, -1
-            ; mov r11, -1
-            ; test rax, rax
-            ; jz =>s.trap
+            ; mov rcx, rax
         ),
     }
-    dynasm!(a ; .arch x64 ; jmp =>s.back);
+    forget_pages(a);
+    dynasm!(a
+        ; .arch x64
+        ; test rcx, rcx
+        ; jz =>s.trap
+        ; jmp =>s.back
+    );
 }
 
 #[cfg(test)]
