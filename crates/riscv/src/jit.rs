@@ -40,9 +40,13 @@
 //! tagged with `Hart::jump_tag`). Both are dropped at once when
 //! `Hart::link_epoch` moves (`fence.i`, a reused mapping).
 //!
-//! Code lives in one anonymous mapping per hart; when it is full it is
-//! reused from the start and every block's code becomes stale (a
-//! generation number), to be compiled again when hot. Code evicted from
+//! Code lives in one anonymous mapping per hart, in two halves: each
+//! block's main line (with its TLB lookups) in the first, its cold paths
+//! (`Hart` method calls, executor fallbacks, trap exits) in the second, the
+//! jumps between them fixed up when the block is placed, so the code a
+//! guest runs most sits densely in the host's caches. When a half is full
+//! the mapping is reused from the start and every block's code becomes
+//! stale (a generation number), to be compiled again when hot. Code evicted from
 //! the block cache stays correct for its address until then. Hosts other
 //! than x86-64 and `VESSEL_JIT=0` run the interpreter alone.
 
@@ -156,10 +160,13 @@ pub(crate) struct Layout {
     pub jump_miss: i32,
 }
 
-/// One hart's code mapping.
+/// One hart's code mapping: compiled blocks' main lines in the first
+/// `REGION_SIZE` bytes, their out-of-line (cold) paths in the next, so
+/// that the code a guest runs most sits densely in the host's caches.
 struct Region {
     base: *mut u8,
     used: usize,
+    cold_used: usize,
 }
 
 // SAFETY: the mapping is owned by one `Region` and only its hart's thread
@@ -172,7 +179,7 @@ impl Region {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                REGION_SIZE,
+                2 * REGION_SIZE,
                 libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -185,30 +192,43 @@ impl Region {
         Some(Region {
             base: p.cast(),
             used: 0,
+            cold_used: 0,
         })
     }
 
-    /// Copy `code` in (16-byte aligned); `None` when it does not fit.
-    fn push(&mut self, code: &[u8]) -> Option<*const u8> {
-        let start = self.used.next_multiple_of(16);
-        if start + code.len() > REGION_SIZE {
+    /// Whether a block of up to `MAX_BLOCK_CODE` bytes in each half fits.
+    fn has_room(&self) -> bool {
+        self.used.max(self.cold_used) + MAX_BLOCK_CODE <= REGION_SIZE
+    }
+
+    /// Copy a block in: `hot` to the first half, `cold` to the second (each
+    /// 16-byte aligned); their addresses, or `None` when they do not fit.
+    fn push(&mut self, hot: &[u8], cold: &[u8]) -> Option<(*mut u8, *mut u8)> {
+        let h = self.used.next_multiple_of(16);
+        let c = self.cold_used.next_multiple_of(16);
+        if h + hot.len() > REGION_SIZE || c + cold.len() > REGION_SIZE {
             return None;
         }
-        // SAFETY: `start + code.len()` is inside the mapping (checked above),
-        // which is writable, and `code` is a separate Rust buffer.
-        let dst = unsafe { self.base.add(start) };
-        // SAFETY: as above: in bounds, not overlapping.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
-        self.used = start + code.len();
-        Some(dst)
+        // SAFETY: both ranges are inside the mapping (checked above), which
+        // is writable, and the sources are separate Rust buffers.
+        let (hp, cp) = unsafe {
+            let hp = self.base.add(h);
+            let cp = self.base.add(REGION_SIZE + c);
+            std::ptr::copy_nonoverlapping(hot.as_ptr(), hp, hot.len());
+            std::ptr::copy_nonoverlapping(cold.as_ptr(), cp, cold.len());
+            (hp, cp)
+        };
+        self.used = h + hot.len();
+        self.cold_used = c + cold.len();
+        Some((hp, cp))
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `base` is the mapping made in `new`, of `REGION_SIZE` bytes;
+        // SAFETY: `base` is the mapping made in `new`, of `2 * REGION_SIZE` bytes;
         // no compiled code runs once its hart (the owner) is dropped.
-        unsafe { libc::munmap(self.base.cast(), REGION_SIZE) };
+        unsafe { libc::munmap(self.base.cast(), 2 * REGION_SIZE) };
     }
 }
 
@@ -266,19 +286,46 @@ impl Jit {
     /// which is a bug. When the mapping had to be reused, the generation
     /// changes: every older block and link is stale.
     pub(crate) fn compile(&mut self, block: &BlockInfo, insts: &[(Op, u32)]) -> Option<Compiled> {
-        if self.region.used + MAX_BLOCK_CODE > REGION_SIZE {
+        if !self.region.has_room() {
             self.retire_code();
         }
         let jumps = self.jumps.as_ptr() as usize;
-        let (code, entry) = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
-        let p = self.region.push(&code)?;
+        let a = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
+        let (hot, cold) = a.code.split_at(a.cold);
+        let (p, c) = self.region.push(hot, cold)?;
+        // The jumps between the two parts, as placed.
+        let at = |off: usize| {
+            if off < a.cold {
+                p as i64 + off as i64
+            } else {
+                c as i64 + (off - a.cold) as i64
+            }
+        };
+        for &(end, target) in &a.crossings {
+            if (end - 4 < a.cold) == (target < a.cold) {
+                continue;
+            }
+            let rel = i32::try_from(at(target) - at(end)).ok()?;
+            // SAFETY: `end - 4 .. end` is the displacement of a jump the
+            // block's code holds, just copied into the mapping (hot or cold
+            // part, as `at` says); nothing runs this code yet.
+            unsafe { (at(end - 4) as *mut u8).cast::<i32>().write_unaligned(rel) };
+        }
         self.compiled += 1;
         if let Some(f) = self.perf_map.as_mut() {
             use std::io::Write;
             // Best effort: a profiling aid, never worth failing a guest for.
-            let _ = writeln!(f, "{:x} {:x} guest_{:x}", p as usize, code.len(), block.pc);
+            let _ = writeln!(f, "{:x} {:x} guest_{:x}", p as usize, hot.len(), block.pc);
+            let _ = writeln!(
+                f,
+                "{:x} {:x} guest_{:x}_cold",
+                c as usize,
+                cold.len(),
+                block.pc
+            );
             let _ = f.flush();
         }
+        let entry = a.entry;
         // SAFETY: `p` holds a complete function assembled for the
         // `BlockFn` signature (System V: hart in rdi, mmio in rsi, budget in
         // rdx, status in rax; callee-saved registers restored), in
@@ -296,6 +343,7 @@ impl Jit {
     /// running stays intact until the next compile.
     pub(crate) fn retire_code(&mut self) {
         self.region.used = 0;
+        self.region.cold_used = 0;
         self.ops.clear();
         self.generation += 1;
     }
@@ -675,6 +723,30 @@ struct Exits {
 
 type Asm = VecAssembler<X64Relocation>;
 
+/// Jumps between a block's main line and its cold part: (a label right
+/// after the jump's `rel32`, its target), fixed up when the two parts are
+/// placed apart.
+type Crossings = Vec<(DynamicLabel, DynamicLabel)>;
+
+/// Note that the jump just emitted (with a `rel32`: dynasm emits that form
+/// for every jump to a dynamic label) goes to `to`, which may lie in the
+/// other part of the block.
+fn crossing(a: &mut Asm, cross: &mut Crossings, to: DynamicLabel) {
+    let after = a.new_dynamic_label();
+    dynasm!(a ; .arch x64 ; =>after);
+    cross.push((after, to));
+}
+
+/// An assembled block: its code, where linked blocks enter it, where its
+/// cold part starts, and the jumps between the parts as (end of the jump's
+/// `rel32`, target) offsets.
+struct Assembled {
+    code: Vec<u8>,
+    entry: usize,
+    cold: usize,
+    crossings: Vec<(usize, usize)>,
+}
+
 /// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 =
 /// pc of the block's first instruction, r14 = TLB entries, r15 =
 /// instructions left; r9/r10, rdi/r8 and r11/rbp are the page caches (see
@@ -688,8 +760,9 @@ fn assemble(
     insts: &[(Op, u32)],
     ops: &mut Vec<(Op, u32)>,
     jumps: usize,
-) -> Option<(Vec<u8>, usize)> {
+) -> Option<Assembled> {
     let mut a: Asm = VecAssembler::new(0);
+    let mut cross = Crossings::new();
     let exit = a.new_dynamic_label();
     let bail = a.new_dynamic_label();
     let entry = a.new_dynamic_label();
@@ -749,7 +822,7 @@ fn assemble(
                 let back = a.new_dynamic_label();
                 let fill = a.new_dynamic_label();
                 let hit = a.new_dynamic_label();
-                memory(&mut a, l, m, slow, fill, hit, xr);
+                memory(&mut a, &mut cross, l, m, [slow, fill, hit], xr);
                 dynasm!(a ; .arch x64 ; =>back);
                 if let Mem::Load {
                     rd, size, signed, ..
@@ -778,14 +851,14 @@ fn assemble(
                 pending = 0;
                 let index = ops.len();
                 ops.push((op, raw));
-                amos.push(atomic(&mut a, l, amo, off, index, xr));
+                amos.push(atomic(&mut a, &mut cross, l, amo, off, index, xr));
             }
             Kind::Call => {
                 let index = ops.len();
                 ops.push((op, raw));
                 sync_instret(&mut a, l, pending);
                 pending = 0;
-                executor_call(&mut a, l, off, index, exit);
+                executor_call(&mut a, &mut cross, l, off, index, exit);
                 off += len;
                 // The executor retired it and moved pc (also for the jumps
                 // and system instructions that end blocks). After one that
@@ -825,13 +898,22 @@ fn assemble(
         ; pop rbx
         ; ret
     );
+    // TLB lookups after page-cache misses stay with the main line: they
+    // run often (a page cache holds one page).
     for s in &slows {
-        fill_path(&mut a, l, s);
-        slow_path(&mut a, s, xr);
+        fill_path(&mut a, &mut cross, l, s);
     }
     for m in &amos {
-        fill_path(&mut a, l, &m.fill);
-        amo_fallback(&mut a, l, m, exit);
+        fill_path(&mut a, &mut cross, l, &m.fill);
+    }
+    // The cold part: everything below runs only off the main line.
+    let cold = a.new_dynamic_label();
+    dynasm!(a ; .arch x64 ; =>cold);
+    for s in &slows {
+        slow_path(&mut a, &mut cross, s, xr);
+    }
+    for m in &amos {
+        amo_fallback(&mut a, &mut cross, l, m, exit);
     }
     for t in &traps {
         dynasm!(a
@@ -842,9 +924,21 @@ fn assemble(
         );
         sync_instret(&mut a, l, t.retired);
         dynasm!(a ; .arch x64 ; mov eax, TRAP as i32 ; jmp =>exit);
+        crossing(&mut a, &mut cross, exit);
     }
-    let entry = a.labels().resolve_dynamic(entry).ok()?.0;
-    Some((a.finalize().ok()?, entry))
+    let offset = |a: &Asm, label: DynamicLabel| a.labels().resolve_dynamic(label).ok().map(|o| o.0);
+    let entry = offset(&a, entry)?;
+    let cold = offset(&a, cold)?;
+    let crossings = cross
+        .iter()
+        .map(|&(after, to)| Some((offset(&a, after)?, offset(&a, to)?)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Assembled {
+        code: a.finalize().ok()?,
+        entry,
+        cold,
+        crossings,
+    })
 }
 
 fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
@@ -1180,11 +1274,10 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
 /// happen only in helpers or outside compiled code. Linked blocks keep them.
 fn memory(
     a: &mut Asm,
+    cross: &mut Crossings,
     l: &Layout,
     m: Mem,
-    slow: DynamicLabel,
-    fill: DynamicLabel,
-    hit: DynamicLabel,
+    [slow, fill, hit]: [DynamicLabel; 3],
     xr: impl Fn(u8) -> i32 + Copy,
 ) {
     let (rs1, imm, size) = match m {
@@ -1197,11 +1290,12 @@ fn memory(
     );
     if size > 1 {
         dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>slow);
+        crossing(a, cross, slow);
     }
     let (tag, host) = page_cache(m);
     match m {
         Mem::Load { size, .. } => {
-            page_check(a, tag, fill, hit);
+            page_check(a, cross, tag, fill, hit);
             match size {
                 1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host) + rdx]),
                 2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host) + rdx]),
@@ -1210,8 +1304,8 @@ fn memory(
             }
         }
         Mem::Store { rs2, size, .. } => {
-            no_reservation(a, l, slow);
-            page_check(a, tag, fill, hit);
+            no_reservation(a, cross, l, slow);
+            page_check(a, cross, tag, fill, hit);
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs2)]);
             match size {
                 1 => dynasm!(a ; .arch x64 ; mov BYTE [Rq(host) + rdx], al),
@@ -1229,6 +1323,7 @@ fn memory(
 /// which keeps it atomic against device threads too.
 fn atomic(
     a: &mut Asm,
+    cross: &mut Crossings,
     l: &Layout,
     m: Amo,
     off: i32,
@@ -1253,8 +1348,9 @@ fn atomic(
         ; test esi, i32::from(size - 1)
         ; jnz =>fallback
     );
-    no_reservation(a, l, fallback);
-    page_check(a, tag, fill, hit);
+    crossing(a, cross, fallback);
+    no_reservation(a, cross, l, fallback);
+    page_check(a, cross, tag, fill, hit);
     dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(m.rs2)]);
     match (m.op, m.double) {
         (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rdx], rax),
@@ -1307,20 +1403,28 @@ fn atomic(
 /// reservation, a TLB miss, a device, a fault): as for any executor
 /// operation, except that on success instret is taken back by one, as the
 /// main line counts the AMO itself.
-fn amo_fallback(a: &mut Asm, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
+fn amo_fallback(a: &mut Asm, cross: &mut Crossings, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
     dynasm!(a ; .arch x64 ; =>m.fallback);
-    executor_call(a, l, m.off, m.index, exit);
+    executor_call(a, cross, l, m.off, m.index, exit);
     dynasm!(a
         ; .arch x64
         ; sub QWORD [rbx + l.instret], 1
         ; jmp =>m.back
     );
+    crossing(a, cross, m.back);
 }
 
 /// Run executor operation `index`, the instruction at byte offset `off`
 /// (instret already current): pc first, then the call; a status other than
 /// `NEXT` leaves through `exit`.
-fn executor_call(a: &mut Asm, l: &Layout, off: i32, index: usize, exit: DynamicLabel) {
+fn executor_call(
+    a: &mut Asm,
+    cross: &mut Crossings,
+    l: &Layout,
+    off: i32,
+    index: usize,
+    exit: DynamicLabel,
+) {
     dynasm!(a
         ; .arch x64
         ; lea rax, [r13 + off]
@@ -1339,6 +1443,7 @@ fn executor_call(a: &mut Asm, l: &Layout, off: i32, index: usize, exit: DynamicL
         ; test rax, rax
         ; jnz =>exit
     );
+    crossing(a, cross, exit);
 }
 
 /// Empty the page caches (see [`memory`]).
@@ -1366,13 +1471,17 @@ fn page_cache(m: Mem) -> (Rq, Rq) {
 /// The page-cache check for the address in rsi: `fill` unless its page is
 /// the one in `tag`; at `hit` (where `fill` comes back), rdx = the offset
 /// in the page.
-fn page_check(a: &mut Asm, tag: Rq, fill: DynamicLabel, hit: DynamicLabel) {
+fn page_check(a: &mut Asm, cross: &mut Crossings, tag: Rq, fill: DynamicLabel, hit: DynamicLabel) {
     dynasm!(a
         ; .arch x64
         ; mov rax, rsi
         ; shr rax, 12
         ; cmp rax, Rq(tag)
         ; jne =>fill
+    );
+    crossing(a, cross, fill);
+    dynasm!(a
+        ; .arch x64
         ; =>hit
         ; mov edx, esi
         ; and edx, 0xfff
@@ -1381,19 +1490,20 @@ fn page_check(a: &mut Asm, tag: Rq, fill: DynamicLabel, hit: DynamicLabel) {
 
 /// `slow` if an LR reservation is active on any hart: a write must then
 /// go through `Hart::store`, which breaks the ones it hits.
-fn no_reservation(a: &mut Asm, l: &Layout, slow: DynamicLabel) {
+fn no_reservation(a: &mut Asm, cross: &mut Crossings, l: &Layout, slow: DynamicLabel) {
     dynasm!(a
         ; .arch x64
         ; mov rax, QWORD l.resv_active as i64
         ; cmp DWORD [rax], 0
         ; jne =>slow
     );
+    crossing(a, cross, slow);
 }
 
 /// The out-of-line TLB lookup after a page-cache miss (page number in
 /// rax, address in rsi): on a hit to a RAM page the page cache takes it and
 /// the main line goes on at `hit`; otherwise the `Hart` method.
-fn fill_path(a: &mut Asm, l: &Layout, s: &Slow) {
+fn fill_path(a: &mut Asm, cross: &mut Crossings, l: &Layout, s: &Slow) {
     let base = match s.mem {
         Mem::Load { .. } => l.tlb_load_base,
         Mem::Store { .. } => l.tlb_store_base,
@@ -1408,13 +1518,22 @@ fn fill_path(a: &mut Asm, l: &Layout, s: &Slow) {
         ; add rcx, r14
         ; cmp rax, QWORD [rcx + l.entry_vpn]
         ; jne =>s.label
+    );
+    crossing(a, cross, s.label);
+    dynasm!(a
+        ; .arch x64
         ; mov rdx, QWORD [rbx + l.tlb_epoch]
         ; cmp rdx, QWORD [rcx + l.entry_epoch]
         ; jne =>s.label
+    );
+    crossing(a, cross, s.label);
+    dynasm!(a
+        ; .arch x64
         ; mov rcx, QWORD [rcx + l.entry_host]
         ; test rcx, rcx
         ; jz =>s.label
     );
+    crossing(a, cross, s.label);
     let (tag, host) = page_cache(s.mem);
     dynasm!(a
         ; .arch x64
@@ -1422,6 +1541,7 @@ fn fill_path(a: &mut Asm, l: &Layout, s: &Slow) {
         ; mov Rq(host), rcx
         ; jmp =>s.hit
     );
+    crossing(a, cross, s.hit);
 }
 
 /// After the fast or slow path of a load (value zero-extended in rax):
@@ -1439,7 +1559,7 @@ fn load_tail(a: &mut Asm, rd: u8, size: u8, signed: bool, xr: impl Fn(u8) -> i32
 
 /// The out-of-line path of a load or store: the `Hart` method, then back
 /// to the main line, or to the trap exit.
-fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
+fn slow_path(a: &mut Asm, cross: &mut Crossings, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
     dynasm!(a
         ; .arch x64
         ; =>s.label
@@ -1473,6 +1593,7 @@ fn slow_path(a: &mut Asm, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
         ; jz =>s.trap
         ; jmp =>s.back
     );
+    crossing(a, cross, s.back);
 }
 
 #[cfg(test)]
@@ -1706,7 +1827,9 @@ mod tests {
         };
         let jal = 0x0080_006f; // j +8
         let insts = [(crate::fastop::lower(decode(jal)), jal)];
-        let (code, _) = super::assemble(&layout, &info, &insts, &mut Vec::new(), 0).unwrap();
+        let code = super::assemble(&layout, &info, &insts, &mut Vec::new(), 0)
+            .unwrap()
+            .code;
         // cmp dword [rbx + disp32], 0 (empty); jne rel32; jmp rel32
         let slots: Vec<usize> = (super::LINK_CHECK + 6..code.len() - 5)
             .filter(|&j| {
