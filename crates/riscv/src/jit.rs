@@ -293,23 +293,29 @@ impl Jit {
         let a = assemble(&self.layout, block, insts, &mut self.ops, jumps)?;
         let (hot, cold) = a.code.split_at(a.cold);
         let (p, c) = self.region.push(hot, cold)?;
-        // The jumps between the two parts, as placed.
-        let at = |off: usize| {
-            if off < a.cold {
+        // The jumps between the two parts, as placed: an offset's address
+        // in the part it belongs to (`hot`: the first).
+        let at = |off: usize, hot: bool| {
+            if hot {
                 p as i64 + off as i64
             } else {
                 c as i64 + (off - a.cold) as i64
             }
         };
         for &(end, target) in &a.crossings {
-            if (end - 4 < a.cold) == (target < a.cold) {
+            let (from_hot, to_hot) = (end - 4 < a.cold, target < a.cold);
+            if from_hot == to_hot {
                 continue;
             }
-            let rel = i32::try_from(at(target) - at(end)).ok()?;
+            let rel = i32::try_from(at(target, to_hot) - at(end, from_hot)).ok()?;
             // SAFETY: `end - 4 .. end` is the displacement of a jump the
-            // block's code holds, just copied into the mapping (hot or cold
-            // part, as `at` says); nothing runs this code yet.
-            unsafe { (at(end - 4) as *mut u8).cast::<i32>().write_unaligned(rel) };
+            // block's code holds, just copied into the mapping (into the
+            // part `from_hot` says); nothing runs this code yet.
+            unsafe {
+                (at(end - 4, from_hot) as *mut u8)
+                    .cast::<i32>()
+                    .write_unaligned(rel)
+            };
         }
         self.compiled += 1;
         if let Some(f) = self.perf_map.as_mut() {
