@@ -531,12 +531,11 @@ struct Amo {
 }
 
 /// The out-of-line paths of an inline AMO: the TLB lookup on a page-cache
-/// miss (as for a store, see [`fill_path`]; its `label` is `fallback`) and
-/// the executor when anything is not the fast case.
+/// miss (as for a store, see [`fill_path`]) and the executor when anything
+/// is not the fast case (at `fill.label`, back to the main line at
+/// `fill.back`).
 struct AmoSlow {
     fill: Slow,
-    fallback: DynamicLabel,
-    back: DynamicLabel,
     /// Byte offset of the AMO from the block's first instruction.
     off: i32,
     /// Its executor operation number.
@@ -1398,8 +1397,6 @@ fn atomic(
             trap: fallback,
             mem,
         },
-        fallback,
-        back,
         off,
         index,
     }
@@ -1410,14 +1407,14 @@ fn atomic(
 /// operation, except that on success instret is taken back by one, as the
 /// main line counts the AMO itself.
 fn amo_fallback(a: &mut Asm, cross: &mut Crossings, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
-    dynasm!(a ; .arch x64 ; =>m.fallback);
+    dynasm!(a ; .arch x64 ; =>m.fill.label);
     executor_call(a, cross, l, m.off, m.index, exit);
     dynasm!(a
         ; .arch x64
         ; sub QWORD [rbx + l.instret], 1
-        ; jmp =>m.back
+        ; jmp =>m.fill.back
     );
-    crossing(a, cross, m.back);
+    crossing(a, cross, m.fill.back);
 }
 
 /// Run executor operation `index`, the instruction at byte offset `off`
@@ -1697,6 +1694,45 @@ mod tests {
         h.reservation_clear();
     }
 
+    /// An interpreting hart and a compiling one (every block compiled on
+    /// its first run), each with its own RAM.
+    struct Pair {
+        ram: [Ram; 2],
+        interp: Hart,
+        jit: Hart,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let ram = [0, 1]
+                .map(|_| Ram::new(&create_guest_memory(&[(BASE, RAM as u64)]).unwrap()).unwrap());
+            let interp = hart(&ram[0], JitMode::Off);
+            let jit = hart(&ram[1], JitMode::After(1));
+            Pair { ram, interp, jit }
+        }
+
+        /// Load `image` and the registers into one of the harts, run it for
+        /// `budget` instructions, and return its `state`.
+        fn run(
+            &mut self,
+            compiled: bool,
+            image: &[u8],
+            regs: &[u64; 32],
+            fregs: &[u64; 32],
+            budget: u64,
+        ) -> String {
+            let (h, ram) = if compiled {
+                (&mut self.jit, &self.ram[1])
+            } else {
+                (&mut self.interp, &self.ram[0])
+            };
+            ram.write_bytes(BASE, image).unwrap();
+            reset(h, regs, fregs);
+            let exit = h.run(&mut NoMmio, budget);
+            state(h, ram, exit)
+        }
+    }
+
     /// A loop that calls a function (through the jump cache both ways) and,
     /// halfway, rewrites that function and runs
     /// `fence.i`: compiled, links and all, it counts what the interpreter
@@ -1751,11 +1787,7 @@ mod tests {
     /// reusing the code on the second).
     #[test]
     fn compiled_blocks_match_the_interpreter() {
-        let mem_a = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
-        let mem_b = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
-        let (ram_a, ram_b) = (Ram::new(&mem_a).unwrap(), Ram::new(&mem_b).unwrap());
-        let mut interp = hart(&ram_a, JitMode::Off);
-        let mut jit = hart(&ram_b, JitMode::After(1));
+        let mut pair = Pair::new();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut image = vec![0u8; RAM];
         for case in 0..3000 {
@@ -1781,16 +1813,10 @@ mod tests {
                 };
                 fregs[i] = next(&mut seed);
             }
-            ram_a.write_bytes(BASE, &image).unwrap();
-            reset(&mut interp, &regs, &fregs);
-            let exit = interp.run(&mut NoMmio, 64);
-            let want = state(&interp, &ram_a, exit);
+            let want = pair.run(false, &image, &regs, &fregs, 64);
             for round in 0..2 {
-                ram_b.write_bytes(BASE, &image).unwrap();
-                reset(&mut jit, &regs, &fregs);
-                let exit = jit.run(&mut NoMmio, 64);
                 assert_eq!(
-                    state(&jit, &ram_b, exit),
+                    pair.run(true, &image, &regs, &fregs, 64),
                     want,
                     "case {case}, round {round}: first instruction {:08x}",
                     u32::from_le_bytes(image[0x8000..0x8004].try_into().unwrap())
@@ -1798,9 +1824,9 @@ mod tests {
             }
         }
         assert!(
-            jit.jit_blocks() > 3000,
+            pair.jit.jit_blocks() > 3000,
             "compiled only {}",
-            jit.jit_blocks()
+            pair.jit.jit_blocks()
         );
     }
     /// A same-page exit gets a link slot of the form `Jit::link` rewrites
@@ -1854,11 +1880,7 @@ mod tests {
         let amo = |funct5: u32, double: bool, rd: u32, rs1: u32, rs2: u32| {
             funct5 << 27 | rs2 << 20 | rs1 << 15 | (2 + u32::from(double)) << 12 | rd << 7 | 0x2f
         };
-        let mem_a = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
-        let mem_b = create_guest_memory(&[(BASE, RAM as u64)]).unwrap();
-        let (ram_a, ram_b) = (Ram::new(&mem_a).unwrap(), Ram::new(&mem_b).unwrap());
-        let mut interp = hart(&ram_a, JitMode::Off);
-        let mut jit = hart(&ram_b, JitMode::After(1));
+        let mut pair = Pair::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         // add, swap, xor, or, and, min (the last through the executor)
         for funct5 in [0x00, 0x01, 0x04, 0x08, 0x0c, 0x10] {
@@ -1887,21 +1909,15 @@ mod tests {
                     regs[12] = DATA + 0x100 + misalign;
                     regs[15] = DATA + 0x200;
                     let fregs = [0u64; 32];
-                    ram_a.write_bytes(BASE, &image).unwrap();
-                    reset(&mut interp, &regs, &fregs);
-                    let exit = interp.run(&mut NoMmio, 20);
-                    let want = state(&interp, &ram_a, exit);
-                    ram_b.write_bytes(BASE, &image).unwrap();
-                    reset(&mut jit, &regs, &fregs);
-                    let exit = jit.run(&mut NoMmio, 20);
+                    let want = pair.run(false, &image, &regs, &fregs, 20);
                     assert_eq!(
-                        state(&jit, &ram_b, exit),
+                        pair.run(true, &image, &regs, &fregs, 20),
                         want,
                         "funct5 {funct5:#x} double {double} misalign {misalign}"
                     );
                 }
             }
         }
-        assert!(jit.jit_blocks() >= 12, "each program compiled");
+        assert!(pair.jit.jit_blocks() >= 12, "each program compiled");
     }
 }
