@@ -919,7 +919,12 @@ mod tests {
     const BASE: u64 = 0x8000_0000;
 
     fn hart_with(code: &[(u64, u32)]) -> Hart {
-        let mem = vessel_machine::create_guest_memory(&[(BASE, 1 << 16)]).unwrap();
+        hart_in(1 << 16, code)
+    }
+
+    /// A hart at `BASE` with `size` bytes of RAM holding `code`.
+    fn hart_in(size: u64, code: &[(u64, u32)]) -> Hart {
+        let mem = vessel_machine::create_guest_memory(&[(BASE, size)]).unwrap();
         let ram = Ram::new(&mem).unwrap();
         for &(off, w) in code {
             ram.write(BASE + off, 4, w as u64).unwrap();
@@ -1019,17 +1024,13 @@ mod tests {
             .step_by(4)
             .find(|&p| block_index(p) == block_index(a))
             .expect("4 MiB hold another address of the set");
-        let mem = vessel_machine::create_guest_memory(&[(BASE, SIZE)]).unwrap();
-        let ram = Ram::new(&mem).unwrap();
-        ram.write(a, 4, 0x0003_0067).unwrap(); // jr t1
-        ram.write(b, 4, 0x0002_8067).unwrap(); // jr t0
-        let mut h = Hart::new(
-            HartConfig::default(),
-            ram,
-            Clock::new(10_000_000),
-            HartIrq::new(),
+        let mut h = hart_in(
+            SIZE,
+            &[
+                (0, 0x0003_0067),        // jr t1
+                (b - BASE, 0x0002_8067), // jr t0
+            ],
         );
-        h.set_pc(a);
         h.set_reg(5, a);
         h.set_reg(6, b);
         assert_eq!(h.run(&mut NoMmio, 100), Exit::Budget);
