@@ -33,7 +33,7 @@
 //! receive buffers can hold, or that a reset cut off, are counted in
 //! [`NetCounters`] (logged when the device goes away).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -208,6 +208,38 @@ impl EventFd {
         // SAFETY: reads 8 bytes into a valid u64.
         unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
     }
+
+    /// Sleep until this is signalled (then drain it) or `other` (a
+    /// descriptor and the poll events wanted of it) is ready. A signal
+    /// interrupting the wait is not an error: the caller goes round again.
+    fn wait(&self, other: Option<(RawFd, i16)>) -> std::io::Result<()> {
+        let (fd, events) = other.unwrap_or((-1, 0));
+        let mut fds = [
+            libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            },
+        ];
+        let nfds = if other.is_some() { 2 } else { 1 };
+        // SAFETY: `fds` holds `nfds` (at most 2) valid pollfd entries.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, -1) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        if fds[0].revents != 0 {
+            self.drain();
+        }
+        Ok(())
+    }
 }
 
 /// What the device moved and what it had to drop, since it was made.
@@ -246,28 +278,6 @@ impl NetCounters {
 /// A write that found the back end full, not broken.
 fn backend_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-/// Wait until `fd` polls for `events` or `wake` is signalled (then drained).
-fn wait_for_fd(fd: std::os::fd::RawFd, events: i16, wake: &EventFd) {
-    let mut fds = [
-        libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `fds` holds two valid pollfd entries; an error (EINTR) just
-    // sends the caller round its loop again.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-    if fds[1].revents != 0 {
-        wake.drain();
-    }
 }
 
 /// A worker thread's body.
@@ -361,14 +371,8 @@ fn tx_worker(shared: Arc<Shared>, active: ActiveQueues) {
         if shared.stopping() {
             return;
         }
-        let mut p = libc::pollfd {
-            fd: shared.tx_wake.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; an error (EINTR) just goes round again.
-        unsafe { libc::poll(&mut p, 1, -1) };
-        shared.tx_wake.drain();
+        // A failed poll sends this loop round again, as a signal does.
+        let _ = shared.tx_wake.wait(None);
     }
 }
 
@@ -433,7 +437,10 @@ fn write_frame(shared: &Shared, buf: &[u8]) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if backend_full(&e) => {
                 NetCounters::add(&shared.counters.tx_retries);
-                wait_for_fd(shared.tap.poll_fd(), libc::POLLOUT, &shared.tx_wake);
+                // A failed poll sends this loop round again, as a signal does.
+                let _ = shared
+                    .tx_wake
+                    .wait(Some((shared.tap.poll_fd(), libc::POLLOUT)));
                 if shared.stopping() {
                     return Err(std::io::Error::other(
                         "device reset while the back end was full",
@@ -634,34 +641,11 @@ fn rx_worker(shared: Arc<Shared>, active: ActiveQueues) {
         }
         // Wait for a frame (unless one is already waiting for a buffer) or
         // a wake-up (new receive buffers, stop).
-        let mut fds = [
-            libc::pollfd {
-                fd: shared.wake.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: shared.tap.poll_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let nfds = if pending.is_some() || int.needs_reset() {
-            1
-        } else {
-            2
-        };
-        // SAFETY: `fds` holds `nfds` valid pollfd entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, -1) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                int.warn_once("poll", format_args!("poll failed: {e}"));
-                return;
-            }
-        }
-        if fds[0].revents != 0 {
-            shared.wake.drain();
+        let tap =
+            (pending.is_none() && !int.needs_reset()).then(|| (shared.tap.poll_fd(), libc::POLLIN));
+        if let Err(e) = shared.wake.wait(tap) {
+            int.warn_once("poll", format_args!("poll failed: {e}"));
+            return;
         }
     }
 }
