@@ -461,10 +461,17 @@ impl Hart {
         // page) the jump cache did not know: the next compiled block found
         // goes in it.
         let mut jump_miss = false;
+        // The link slot the last compiled block left by (0: none), the JIT
+        // generation it belongs to and the pc it was going to: filled with
+        // the code of the next block if that is the one at this pc and is
+        // compiled. Kept when the chain of blocks it ended in had moved to
+        // another page, so the run loop translates pc again first.
+        let mut link: (usize, u64, u64) = (0, 0, 0);
         loop {
             if countdown == 0 {
                 if let Some(c) = self.pending_interrupt() {
                     self.take_trap(cause::INTERRUPT | c, 0);
+                    link = (0, 0, 0);
                 }
                 if self.instret >= end {
                     return Exit::Budget;
@@ -475,6 +482,7 @@ impl Hart {
             let (mut paddr, host) = match self.fetch_host() {
                 Ok(found) => found,
                 Err(t) => {
+                    link = (0, 0, 0);
                     if let Some(exit) = self.trap(t) {
                         return exit;
                     }
@@ -487,10 +495,6 @@ impl Hart {
             let vpage = self.pc & !0xfff;
             let ppage = paddr & !0xfff;
             let host_page = host - (paddr & 0xfff) as usize;
-            // The link slot the previous compiled block left by (0: none)
-            // and the JIT generation it belongs to: filled with this
-            // block's code if it is compiled.
-            let mut link: (usize, u64) = (0, 0);
             loop {
                 // Find (or build) the decoded block at paddr.
                 let mut idx = block_index(paddr);
@@ -513,6 +517,7 @@ impl Hart {
                 }
                 if self.blocks[idx].insts.is_empty() {
                     // Straddles a page: single-step it.
+                    link = (0, 0, 0);
                     countdown -= 1;
                     match self.step(mmio) {
                         Ok(Flow::Next) => {}
@@ -531,7 +536,7 @@ impl Hart {
                 let (done, end_of_block) = match self.compiled(idx, countdown) {
                     Some(code) => {
                         if let Some(jit) = self.jit.as_mut() {
-                            if link.0 != 0 {
+                            if link.0 != 0 && link.2 == self.pc {
                                 jit.link(link.0, link.1, &code, self.link_epoch);
                             }
                             if jump_miss {
@@ -542,12 +547,16 @@ impl Hart {
                         // Linked blocks may have run after this one: the
                         // last one says whether the chain may go on.
                         chains = chained;
-                        link = (std::mem::take(&mut self.jit_exit_slot), code.generation);
+                        link = (
+                            std::mem::take(&mut self.jit_exit_slot),
+                            code.generation,
+                            self.pc,
+                        );
                         jump_miss = std::mem::take(&mut self.jit_jump_miss) != 0;
                         (done, end)
                     }
                     None => {
-                        link = (0, 0);
+                        link = (0, 0, 0);
                         jump_miss = false;
                         // Borrow the block's instructions out of the cache
                         // while they run (nothing executed inside a block
@@ -993,6 +1002,36 @@ mod tests {
         assert_eq!(h.instret(), 1003);
         assert_eq!(h.reg(10), 402);
         assert_eq!(h.pc(), BASE + 0x1004);
+    }
+
+    /// A chain that reaches a page through the jump cache and leaves a
+    /// block there by a link slot gets the slot filled, although the run
+    /// loop last translated pc on another page: here every round ends in
+    /// an instruction that straddles two pages (single-stepped, so the run
+    /// loop starts over on the page after it), and the blocks the slots go
+    /// to become hot after the ones that jump there.
+    #[test]
+    fn a_link_slot_reached_from_another_page_is_filled() {
+        let mut h = hart_with(&[
+            (0, 0x0000_106f),      // j 0x1000
+            (0x1000, 0x0015_0513), // addi a0, a0, 1
+            (0x1004, 0x0035_7293), // andi t0, a0, 3
+            (0x1008, 0x0002_8463), // beqz t0, 0x1010 (same page: link slots)
+            (0x100c, 0x7f30_106f), // j 0x2ffe
+            (0x1010, 0x0016_0613), // addi a2, a2, 1
+            (0x1014, 0x7eb0_106f), // j 0x2ffe
+            (0x2ffe, 0x0015_8593), // addi a1, a1, 1 (across the page end)
+            (0x3002, 0xffff_c06f), // j 0
+        ]);
+        if h.jit.is_none() {
+            eprintln!("no JIT on this host: nothing to link");
+            return;
+        }
+        // 400 rounds of 7 instructions, 8 for every fourth.
+        assert_eq!(h.run(&mut NoMmio, 2900), Exit::Budget);
+        assert_eq!((h.reg(10), h.reg(11), h.reg(12)), (400, 400, 100));
+        let links = h.jit.as_ref().map_or(0, |j| j.links);
+        assert!(links > 0, "the slots at 0x1008 stayed empty");
     }
 
     /// Turning interrupts on with one pending takes it before the next

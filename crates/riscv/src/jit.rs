@@ -248,6 +248,8 @@ pub(crate) struct Jit {
     pub(crate) generation: u64,
     /// Blocks compiled so far (all generations).
     pub(crate) compiled: u64,
+    /// Link slots filled so far.
+    pub(crate) links: u64,
     /// `VESSEL_PERF_MAP=1`: `/tmp/perf-PID.map`, where `perf report` finds
     /// a name (`guest_PC`) for each compiled block.
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
@@ -278,6 +280,7 @@ impl Jit {
             jumps: vec![0; JUMPS * JUMP_WORDS],
             generation: 1,
             compiled: 0,
+            links: 0,
             perf_map: perf_map(),
         })
     }
@@ -403,6 +406,7 @@ impl Jit {
                 .cast::<u32>()
                 .write_unaligned(epoch as u32);
         }
+        self.links += 1;
     }
 }
 
