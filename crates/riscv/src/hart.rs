@@ -271,7 +271,7 @@ pub struct Hart {
     trace: bool,
     traps_in_a_row: u32,
     /// The compiler for hot blocks (`None`: interpreter only).
-    jit: Option<Jit>,
+    pub(crate) jit: Option<Jit>,
     /// The trap a compiled block stopped at (status `jit::TRAP`).
     pub(crate) jit_trap: Option<crate::trap::Trap>,
     /// Link slots between compiled blocks are valid while they hold this;

@@ -67,13 +67,31 @@ pub(crate) const HOT: u32 = 16;
 const REGION_SIZE: usize = if cfg!(test) { 256 << 10 } else { 16 << 20 };
 /// More than the code of any block (32 instructions of at most ~200 bytes).
 const MAX_BLOCK_CODE: usize = 64 << 10;
-/// Entries of the jump cache (indirect jump targets to code): 2^JUMP_BITS.
-const JUMP_BITS: u32 = 15;
-const JUMPS: usize = 1 << JUMP_BITS;
-/// Words per jump-cache entry: target pc, tag, code address, padding.
-const JUMP_WORDS: usize = 4;
+/// Sets of the jump cache (indirect jump targets to code): 2^JUMP_BITS,
+/// of two entries each.
+const JUMP_BITS: u32 = 14;
+const JUMP_SETS: usize = 1 << JUMP_BITS;
 
-/// The jump-cache entry of target `pc`: a multiplicative hash of its low
+/// One jump-cache entry: target pc, the tag it holds under, its code.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct JumpEntry {
+    pc: u64,
+    tag: u64,
+    code: u64,
+    _pad: u64,
+}
+
+/// A set of the jump cache, one host cache line: the entry filled last
+/// first. Two targets whose pcs hash alike both stay, so a guest that
+/// goes back and forth between them does not leave compiled code each
+/// time (with one entry a set, about 60 pairs of the ~2,000 targets of a
+/// Linux network path did).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct JumpSet([JumpEntry; 2]);
+
+/// The jump-cache set of target `pc`: a multiplicative hash of its low
 /// 32 bits (compiled code computes the same with one `imul`), so targets
 /// spread over megabytes of code collide no more than chance has it.
 fn jump_index(pc: u64) -> usize {
@@ -243,13 +261,15 @@ pub(crate) struct Jit {
     /// The jump cache: indirect jumps (`jalr`) look their target pc up here
     /// and go straight to its code while the entry's tag is current.
     /// Zeroed memory (allocated lazily by the system) is all invalid entries.
-    jumps: Vec<u64>,
+    jumps: Vec<JumpSet>,
     /// Bumped when the mapping is reused: older code is stale.
     pub(crate) generation: u64,
     /// Blocks compiled so far (all generations).
     pub(crate) compiled: u64,
     /// Link slots filled so far.
     pub(crate) links: u64,
+    /// Jump-cache entries filled so far.
+    pub(crate) remembered: u64,
     /// `VESSEL_PERF_MAP=1`: `/tmp/perf-PID.map`, where `perf report` finds
     /// a name (`guest_PC`) for each compiled block.
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
@@ -277,10 +297,11 @@ impl Jit {
             layout,
             hot,
             ops: Vec::new(),
-            jumps: vec![0; JUMPS * JUMP_WORDS],
+            jumps: vec![JumpSet::default(); JUMP_SETS],
             generation: 1,
             compiled: 0,
             links: 0,
+            remembered: 0,
             perf_map: perf_map(),
         })
     }
@@ -363,10 +384,20 @@ impl Jit {
         if code.generation != self.generation {
             return;
         }
-        let i = jump_index(pc) * JUMP_WORDS;
-        self.jumps[i] = pc;
-        self.jumps[i + 1] = tag;
-        self.jumps[i + 2] = code.link_entry as u64;
+        let entry = JumpEntry {
+            pc,
+            tag,
+            code: code.link_entry as u64,
+            _pad: 0,
+        };
+        let set = &mut self.jumps[jump_index(pc)].0;
+        if set[0].pc != pc {
+            // The entry filled before moves to the second way (where this
+            // pc may have been).
+            set[1] = set[0];
+        }
+        set[0] = entry;
+        self.remembered += 1;
     }
 
     /// The executor operation number `index` of the current generation.
@@ -1205,20 +1236,29 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
 /// says under which the entry holds.
 fn jump_cache(a: &mut Asm, l: &Layout, e: &Exits) {
     let miss = a.new_dynamic_label();
+    let second = a.new_dynamic_label();
+    let entry = std::mem::size_of::<JumpEntry>() as i32;
     dynasm!(a
         ; .arch x64
         ; imul eax, ecx, JUMP_HASH as i32
         ; shr eax, (32 - JUMP_BITS) as i8
-        ; shl eax, (JUMP_WORDS * 8).trailing_zeros() as i8
+        ; shl eax, std::mem::size_of::<JumpSet>().trailing_zeros() as i8
         ; mov rdx, QWORD e.jumps as i64
         ; add rax, rdx
-        ; cmp rcx, QWORD [rax]
-        ; jne =>miss
         ; mov rdx, QWORD [rbx + l.jump_tag]
+        ; cmp rcx, QWORD [rax]
+        ; jne =>second
         ; cmp rdx, QWORD [rax + 8]
         ; jne =>miss
         ; mov r13, rcx
         ; jmp QWORD [rax + 16]
+        ; =>second
+        ; cmp rcx, QWORD [rax + entry]
+        ; jne =>miss
+        ; cmp rdx, QWORD [rax + entry + 8]
+        ; jne =>miss
+        ; mov r13, rcx
+        ; jmp QWORD [rax + entry + 16]
         ; =>miss
         ; mov QWORD [rbx + l.jump_miss], 1
     );
@@ -1833,6 +1873,38 @@ mod tests {
             pair.jit.jit_blocks()
         );
     }
+    /// Two jump targets of one jump-cache set both stay in it while the
+    /// guest jumps back and forth between them, each found by the code
+    /// that jumps there.
+    #[test]
+    fn two_targets_of_one_jump_set_both_stay() {
+        const SIZE: u64 = 4 << 20;
+        let a = BASE;
+        let b = (BASE + 4..BASE + SIZE)
+            .step_by(4)
+            .find(|&p| super::jump_index(p) == super::jump_index(a))
+            .expect("4 MiB hold another target of the set");
+        let mem = create_guest_memory(&[(BASE, SIZE)]).unwrap();
+        let ram = Ram::new(&mem).unwrap();
+        ram.write(a, 4, 0x0003_0067).unwrap(); // jr t1
+        ram.write(b, 4, 0x0002_8067).unwrap(); // jr t0
+        let mut h = hart(&ram, JitMode::After(1));
+        h.set_pc(a);
+        h.set_reg(5, a);
+        h.set_reg(6, b);
+        assert_eq!(h.run(&mut NoMmio, 1000), Exit::Budget);
+        assert_eq!(h.pc(), a);
+        let jit = h.jit.as_ref().expect("a JIT on this host");
+        let set = &jit.jumps[super::jump_index(a)].0;
+        let mut held = [set[0].pc, set[1].pc];
+        held.sort();
+        assert_eq!(held, [a, b]);
+        // Both entries are found: nothing more to remember.
+        let before = jit.remembered;
+        assert_eq!(h.run(&mut NoMmio, 1000), Exit::Budget);
+        assert_eq!(h.jit.as_ref().map(|j| j.remembered), Some(before));
+    }
+
     /// A same-page exit gets a link slot of the form `Jit::link` rewrites
     /// (it leaves any other alone): an empty epoch check, then the jump.
     #[test]
