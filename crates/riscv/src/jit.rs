@@ -8,8 +8,9 @@
 //! so the interpreter and compiled code can take turns at any block
 //! boundary and a trap leaves exactly the state the interpreter would.
 //!
-//! - Integer ALU, shifts, `mul`/`mulh`/`mulhu`, Zba adds, `lui`/`auipc`,
-//!   branches and jumps are compiled inline.
+//! - Integer ALU, shifts, `mul`/`mulh`/`mulhu`, Zba adds, Zbb rotates,
+//!   min/max, `sext.b`/`sext.h` and `rev8`, `lui`/`auipc`, branches and
+//!   jumps are compiled inline.
 //! - Loads and stores first try a one-page cache held in host registers
 //!   (one for stack and frame loads, one for other loads, one for stores),
 //!   then the software TLB out of line (same entries as `mmu.rs`): on a hit
@@ -701,10 +702,17 @@ fn alu_other(inst: &Instruction) -> bool {
     use Instruction as I;
     match inst {
         I::Fence { .. } => true,
-        I::OpImm { op, .. } => matches!(op, A::Slt),
+        I::OpImm { op, .. } => matches!(op, A::Slt | A::Ror | A::SextB | A::SextH | A::Rev8),
+        I::OpImm32 { op, .. } => matches!(op, A::Ror),
         I::Op { op, .. } => matches!(
             op,
             A::Slt
+                | A::Rol
+                | A::Ror
+                | A::Max
+                | A::Maxu
+                | A::Min
+                | A::Minu
                 | A::Sll
                 | A::Srl
                 | A::Sra
@@ -718,7 +726,7 @@ fn alu_other(inst: &Instruction) -> bool {
                 | A::Orn
                 | A::Xnor
         ),
-        I::Op32 { op, .. } => matches!(op, A::Sll | A::Srl | A::Sra | A::Mul),
+        I::Op32 { op, .. } => matches!(op, A::Sll | A::Srl | A::Sra | A::Mul | A::Rol | A::Ror),
         _ => false,
     }
 }
@@ -1113,6 +1121,33 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
             );
             rd
         }
+        Op::Other(I::OpImm { op, rd, rs1, imm }) => {
+            match op {
+                A::Ror => {
+                    dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; ror rax, (imm & 63) as i8)
+                }
+                A::SextB => dynasm!(a ; .arch x64 ; movsx rax, BYTE [rbx + xr(rs1)]),
+                A::SextH => dynasm!(a ; .arch x64 ; movsx rax, WORD [rbx + xr(rs1)]),
+                A::Rev8 => dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; bswap rax),
+                _ => unreachable!("alu_other admits only the operations above"),
+            }
+            rd
+        }
+        Op::Other(I::OpImm32 {
+            op: _,
+            rd,
+            rs1,
+            imm,
+        }) => {
+            // roriw, the only one alu_other admits.
+            dynasm!(a
+                ; .arch x64
+                ; mov eax, DWORD [rbx + xr(rs1)]
+                ; ror eax, (imm & 31) as i8
+                ; movsxd rax, eax
+            );
+            rd
+        }
         Op::Other(I::Op { op, rd, rs1, rs2 }) => {
             dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)]);
             match op {
@@ -1126,6 +1161,20 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
                 A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl rax, cl),
                 A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr rax, cl),
                 A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar rax, cl),
+                A::Rol => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; rol rax, cl),
+                A::Ror => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; ror rax, cl),
+                A::Max => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovl rax, rcx)
+                }
+                A::Maxu => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovb rax, rcx)
+                }
+                A::Min => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovg rax, rcx)
+                }
+                A::Minu => {
+                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmova rax, rcx)
+                }
                 A::Mul => dynasm!(a ; .arch x64 ; imul rax, QWORD [rbx + xr(rs2)]),
                 A::Mulh => dynasm!(a ; .arch x64 ; imul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
                 A::Mulhu => dynasm!(a ; .arch x64 ; mul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
@@ -1156,6 +1205,8 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
                 A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl eax, cl),
                 A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr eax, cl),
                 A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar eax, cl),
+                A::Rol => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; rol eax, cl),
+                A::Ror => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; ror eax, cl),
                 A::Mul => dynasm!(a ; .arch x64 ; imul eax, DWORD [rbx + xr(rs2)]),
                 _ => unreachable!("alu_other admits only the operations above"),
             }
@@ -1903,6 +1954,76 @@ mod tests {
         let before = jit.remembered;
         assert_eq!(h.run(&mut NoMmio, 1000), Exit::Budget);
         assert_eq!(h.jit.as_ref().map(|j| j.remembered), Some(before));
+    }
+
+    /// Rotates, min/max, sign extension and byte reversal (Zbb) run inline
+    /// and agree with the interpreter, for shift amounts and operands
+    /// around their edges.
+    #[test]
+    fn inline_bit_manipulation_matches_the_interpreter() {
+        let r = |funct7: u32, funct3: u32, opcode: u32| {
+            // rd = a0, rs1 = a1, rs2 = a2
+            funct7 << 25 | 12 << 20 | 11 << 15 | funct3 << 12 | 10 << 7 | opcode
+        };
+        let imm = |imm12: u32, funct3: u32, opcode: u32| {
+            imm12 << 20 | 11 << 15 | funct3 << 12 | 10 << 7 | opcode
+        };
+        let cases = [
+            ("rori 0", imm(0x600, 5, 0x13)),
+            ("rori 13", imm(0x600 | 13, 5, 0x13)),
+            ("rori 63", imm(0x600 | 63, 5, 0x13)),
+            ("roriw 0", imm(0x600, 5, 0x1b)),
+            ("roriw 31", imm(0x600 | 31, 5, 0x1b)),
+            ("sext.b", imm(0x604, 1, 0x13)),
+            ("sext.h", imm(0x605, 1, 0x13)),
+            ("rev8", imm(0x6b8, 5, 0x13)),
+            ("rol", r(0x30, 1, 0x33)),
+            ("ror", r(0x30, 5, 0x33)),
+            ("rolw", r(0x30, 1, 0x3b)),
+            ("rorw", r(0x30, 5, 0x3b)),
+            ("min", r(0x05, 4, 0x33)),
+            ("minu", r(0x05, 5, 0x33)),
+            ("max", r(0x05, 6, 0x33)),
+            ("maxu", r(0x05, 7, 0x33)),
+        ];
+        let values = [
+            0,
+            1,
+            63,
+            64,
+            0x80,
+            0x8000,
+            0x8000_0000,
+            u64::MAX,
+            0x8000_0000_0000_0000,
+            0x0123_4567_89ab_cdef,
+        ];
+        let mut pair = Pair::new();
+        for (name, raw) in cases {
+            let op = crate::fastop::lower(decode(raw));
+            assert!(
+                matches!(super::kind(&op), super::Kind::Alu),
+                "{name} is compiled inline"
+            );
+            let mut image = vec![0u8; RAM];
+            let at = (CODE - BASE) as usize;
+            image[at..at + 4].copy_from_slice(&raw.to_le_bytes());
+            image[at + 4..at + 8].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j .
+            for &a in &values {
+                for &b in &values {
+                    let mut regs = [0u64; 32];
+                    regs[11] = a;
+                    regs[12] = b;
+                    let fregs = [0u64; 32];
+                    let want = pair.run(false, &image, &regs, &fregs, 3);
+                    assert_eq!(
+                        pair.run(true, &image, &regs, &fregs, 3),
+                        want,
+                        "{name} {a:#x} {b:#x}"
+                    );
+                }
+            }
+        }
     }
 
     /// A same-page exit gets a link slot of the form `Jit::link` rewrites
