@@ -362,6 +362,8 @@ impl Hart {
             exit_slot: off(std::mem::offset_of!(Hart, jit_exit_slot)),
             jump_tag: off(std::mem::offset_of!(Hart, jump_tag)),
             jump_miss: off(std::mem::offset_of!(Hart, jit_jump_miss)),
+            prv: off(std::mem::offset_of!(Hart, prv)),
+            mstatus: off(std::mem::offset_of!(Hart, csr.mstatus)),
         }
     }
 

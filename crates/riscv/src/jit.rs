@@ -19,6 +19,9 @@
 //!   miss, a device, a misaligned access, a fault) calls
 //!   `Hart::load`/`Hart::store` out of line, which fills the TLB or traps.
 //! - `fence` is inline (an `mfence` when it orders stores before loads).
+//!   So are `csrrs`/`csrrc` on `sstatus` that read it or move SIE only
+//!   (Linux's irq save and restore), in S or M mode; when one turns SIE
+//!   on, a call asks whether an interrupt is now deliverable.
 //!   AMOs but min/max are one locked host instruction (or a `cmpxchg`
 //!   loop) on the store path's fast case, the executor otherwise.
 //! - Every other operation (FP, LR/SC, min/max AMOs, CSRs, system
@@ -52,7 +55,8 @@
 //! than x86-64 and `VESSEL_JIT=0` run the interpreter alone.
 
 use crate::Mmio;
-use crate::decode::{AluOp, AmoOp, Instruction, LoadOp};
+use crate::csr::ms;
+use crate::decode::{AluOp, AmoOp, CsrOp, Instruction, LoadOp};
 use crate::fastop::Op;
 use crate::hart::Hart;
 use dynasmrt::x64::{Rq, X64Relocation};
@@ -177,6 +181,10 @@ pub(crate) struct Layout {
     pub jump_tag: i32,
     /// Set to 1 when a jump through the jump cache misses it.
     pub jump_miss: i32,
+    /// The privilege level (a byte).
+    pub prv: i32,
+    /// `mstatus` (of which `sstatus` is a view).
+    pub mstatus: i32,
 }
 
 /// One hart's code mapping: compiled blocks' main lines in the first
@@ -523,6 +531,18 @@ unsafe extern "C" fn exec_one(hart: *mut Hart, mmio: *mut c_void, index: u64) ->
     hart.jit_exec_one(*mmio, index as usize)
 }
 
+/// Whether an interrupt is deliverable now (1) or not (0), for compiled
+/// code that has just turned interrupts on.
+///
+/// # Safety
+/// `hart` is the running hart, exclusively borrowed by the caller of the
+/// compiled block.
+unsafe extern "C" fn interrupt_deliverable(hart: *mut Hart) -> u64 {
+    // SAFETY: per the function's contract.
+    let hart = unsafe { &*hart };
+    u64::from(hart.pending_interrupt().is_some())
+}
+
 /// How a compiled instruction reaches memory.
 #[derive(Clone, Copy)]
 enum Mem {
@@ -551,6 +571,9 @@ enum Kind {
     Jump,
     /// An AMO with a host atomic inline, the executor otherwise.
     Amo(Amo),
+    /// An access to `sstatus` that reads it or moves SIE only inline, the
+    /// executor otherwise.
+    Status(Status),
     /// Through the executor.
     Call,
 }
@@ -566,16 +589,34 @@ struct Amo {
     double: bool,
 }
 
-/// The out-of-line paths of an inline AMO: the TLB lookup on a page-cache
-/// miss (as for a store, see [`fill_path`]) and the executor when anything
-/// is not the fast case (at `fill.label`, back to the main line at
-/// `fill.back`).
-struct AmoSlow {
-    fill: Slow,
-    /// Byte offset of the AMO from the block's first instruction.
+/// `csrrs`/`csrrc` (register or immediate) on `sstatus`: Linux's
+/// `local_irq_save`/`restore` and friends, which turn SIE off and on.
+#[derive(Clone, Copy)]
+struct Status {
+    op: CsrOp,
+    rd: u8,
+    src: u8,
+}
+
+/// The way through the executor of an operation compiled inline, when it
+/// is not the fast case: at `label`, back to the main line at `back`.
+struct Fallback {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    /// Byte offset of the instruction from the block's first.
     off: i32,
     /// Its executor operation number.
     index: usize,
+}
+
+/// After an inline `sstatus` write that turned SIE on: at `label`, ask
+/// whether an interrupt is now deliverable; if so leave the block with
+/// `CHECK_IRQ` (the instruction at `next` bytes retired), else go on at
+/// `back`.
+struct IrqCheck {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    next: i32,
 }
 
 fn kind(op: &Op) -> Kind {
@@ -685,6 +726,12 @@ fn kind(op: &Op) -> Kind {
             rs2,
             double,
         }),
+        Op::Other(I::Csr {
+            op: op @ (CsrOp::Rs | CsrOp::Rc | CsrOp::Rsi | CsrOp::Rci),
+            rd,
+            src,
+            csr: crate::csr::addr::SSTATUS,
+        }) => Kind::Status(Status { op, rd, src }),
         Op::Other(inst) => {
             if alu_other(&inst) {
                 Kind::Alu
@@ -850,7 +897,11 @@ fn assemble(
     );
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
-    let mut amos: Vec<AmoSlow> = Vec::new();
+    // The TLB lookups of inline AMOs, the executor ways of every inline
+    // operation, the interrupt checks of inline `sstatus` writes.
+    let mut amo_fills: Vec<Slow> = Vec::new();
+    let mut fallbacks: Vec<Fallback> = Vec::new();
+    let mut irq_checks: Vec<IrqCheck> = Vec::new();
     let mut off: i32 = 0;
     // Instructions retired since instret was last updated.
     let mut pending: i32 = 0;
@@ -899,7 +950,31 @@ fn assemble(
                 pending = 0;
                 let index = ops.len();
                 ops.push((op, raw));
-                amos.push(atomic(&mut a, &mut cross, l, amo, off, index, xr));
+                let fill = atomic(&mut a, &mut cross, l, amo, xr);
+                fallbacks.push(Fallback {
+                    label: fill.label,
+                    back: fill.back,
+                    off,
+                    index,
+                });
+                amo_fills.push(fill);
+            }
+            Kind::Status(c) => {
+                // As for AMOs: instret is current for the executor.
+                sync_instret(&mut a, l, pending);
+                pending = 0;
+                let index = ops.len();
+                ops.push((op, raw));
+                let fallback = Fallback {
+                    label: a.new_dynamic_label(),
+                    back: a.new_dynamic_label(),
+                    off,
+                    index,
+                };
+                if let Some(check) = status(&mut a, &mut cross, l, c, &fallback, off + len, xr) {
+                    irq_checks.push(check);
+                }
+                fallbacks.push(fallback);
             }
             Kind::Call => {
                 let index = ops.len();
@@ -951,8 +1026,8 @@ fn assemble(
     for s in &slows {
         fill_path(&mut a, &mut cross, l, s);
     }
-    for m in &amos {
-        fill_path(&mut a, &mut cross, l, &m.fill);
+    for f in &amo_fills {
+        fill_path(&mut a, &mut cross, l, f);
     }
     // The cold part: everything below runs only off the main line.
     let cold = a.new_dynamic_label();
@@ -960,8 +1035,11 @@ fn assemble(
     for s in &slows {
         slow_path(&mut a, &mut cross, s, xr);
     }
-    for m in &amos {
-        amo_fallback(&mut a, &mut cross, l, m, exit);
+    for f in &fallbacks {
+        fallback(&mut a, &mut cross, l, f, exit);
+    }
+    for c in &irq_checks {
+        irq_check(&mut a, &mut cross, l, c, exit);
     }
     for t in &traps {
         dynasm!(a
@@ -1426,10 +1504,8 @@ fn atomic(
     cross: &mut Crossings,
     l: &Layout,
     m: Amo,
-    off: i32,
-    index: usize,
     xr: impl Fn(u8) -> i32 + Copy,
-) -> AmoSlow {
+) -> Slow {
     let fallback = a.new_dynamic_label();
     let back = a.new_dynamic_label();
     let fill = a.new_dynamic_label();
@@ -1483,33 +1559,160 @@ fn atomic(
     }
     put(a, m.rd, xr);
     dynasm!(a ; .arch x64 ; =>back);
-    AmoSlow {
-        fill: Slow {
-            fill,
-            hit,
-            label: fallback,
-            back,
-            trap: fallback,
-            mem,
-        },
-        off,
-        index,
+    Slow {
+        fill,
+        hit,
+        label: fallback,
+        back,
+        trap: fallback,
+        mem,
     }
 }
 
-/// An AMO's way through the executor (a misaligned address, an active
-/// reservation, a TLB miss, a device, a fault): as for any executor
-/// operation, except that on success instret is taken back by one, as the
-/// main line counts the AMO itself.
-fn amo_fallback(a: &mut Asm, cross: &mut Crossings, l: &Layout, m: &AmoSlow, exit: DynamicLabel) {
-    dynasm!(a ; .arch x64 ; =>m.fill.label);
-    executor_call(a, cross, l, m.off, m.index, exit);
+/// The way through the executor of an inline operation that is not the
+/// fast case (for an AMO: a misaligned address, an active reservation, a
+/// TLB miss, a device, a fault): as for any executor operation, except
+/// that on success instret is taken back by one, as the main line counts
+/// the instruction itself.
+fn fallback(a: &mut Asm, cross: &mut Crossings, l: &Layout, f: &Fallback, exit: DynamicLabel) {
+    dynasm!(a ; .arch x64 ; =>f.label);
+    executor_call(a, cross, l, f.off, f.index, exit);
     dynasm!(a
         ; .arch x64
         ; sub QWORD [rbx + l.instret], 1
-        ; jmp =>m.fill.back
+        ; jmp =>f.back
     );
-    crossing(a, cross, m.fill.back);
+    crossing(a, cross, f.back);
+}
+
+/// The main line of `csrrs`/`csrrc` on `sstatus` (see [`Status`]): in S
+/// or M mode, with the FP state not dirty (so no SD bit to make up), rd
+/// gets `sstatus`; a write that changes nothing but SIE is done here.
+/// Anything else (U mode, another bit, FS dirty) is the executor's, at
+/// `f.label`. Returns the interrupt check to emit out of line when the
+/// write may turn SIE on.
+fn status(
+    a: &mut Asm,
+    cross: &mut Crossings,
+    l: &Layout,
+    c: Status,
+    f: &Fallback,
+    next: i32,
+    xr: impl Fn(u8) -> i32 + Copy,
+) -> Option<IrqCheck> {
+    const SIE: i32 = ms::SIE as i32;
+    // Bits of sstatus a write may change here without the executor.
+    const OTHERS: i32 = (ms::S_WRITABLE & !ms::SIE) as i32;
+    const _: () = assert!(ms::S_WRITABLE >> 31 == 0 && ms::FS >> 31 == 0);
+    dynasm!(a
+        ; .arch x64
+        ; cmp BYTE [rbx + l.prv], 1
+        ; jb =>f.label
+    );
+    crossing(a, cross, f.label);
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, QWORD [rbx + l.mstatus]
+        ; mov ecx, eax
+        ; and ecx, ms::FS as i32
+        ; cmp ecx, ms::FS_DIRTY as i32
+        ; je =>f.label
+    );
+    crossing(a, cross, f.label);
+    dynasm!(a
+        ; .arch x64
+        ; mov rdx, QWORD ms::S_READABLE as i64
+        ; and rdx, rax
+    );
+    // `csrrs rd, sstatus, x0` only reads (and so does an immediate of 0).
+    let writes = c.src != 0;
+    let may_enable = writes
+        && match c.op {
+            CsrOp::Rsi => i32::from(c.src) & SIE != 0,
+            _ => c.op == CsrOp::Rs,
+        };
+    if writes {
+        // rcx = the new sstatus; rax = mstatus, rdx = the old sstatus.
+        match c.op {
+            CsrOp::Rs | CsrOp::Rc => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(c.src)]),
+            _ => dynasm!(a ; .arch x64 ; mov ecx, i32::from(c.src)),
+        }
+        match c.op {
+            CsrOp::Rs | CsrOp::Rsi => dynasm!(a ; .arch x64 ; or rcx, rdx),
+            _ => dynasm!(a ; .arch x64 ; not rcx ; and rcx, rdx),
+        }
+        dynasm!(a
+            ; .arch x64
+            ; mov rsi, rcx
+            ; xor rsi, rdx
+            ; test esi, OTHERS
+            ; jnz =>f.label
+        );
+        crossing(a, cross, f.label);
+        if may_enable {
+            // rsi = SIE if this turns it on.
+            dynasm!(a
+                ; .arch x64
+                ; mov rsi, rax
+                ; not rsi
+                ; and rsi, rcx
+                ; and esi, SIE
+            );
+        }
+        // As `set_mstatus`, which also keeps UXL and SXL set.
+        dynasm!(a
+            ; .arch x64
+            ; and ecx, SIE
+            ; and rax, !SIE
+            ; or rax, rcx
+            ; mov rcx, QWORD (ms::UXL | ms::SXL) as i64
+            ; or rax, rcx
+            ; mov QWORD [rbx + l.mstatus], rax
+        );
+    }
+    dynasm!(a ; .arch x64 ; mov rax, rdx);
+    put(a, c.rd, xr);
+    let check = may_enable.then(|| {
+        let check = IrqCheck {
+            label: a.new_dynamic_label(),
+            back: f.back,
+            next,
+        };
+        dynasm!(a ; .arch x64 ; test esi, esi ; jnz =>check.label);
+        crossing(a, cross, check.label);
+        check
+    });
+    dynasm!(a ; .arch x64 ; =>f.back);
+    check
+}
+
+/// Out of line after an inline write turned SIE on: the instruction has
+/// retired; if an interrupt is deliverable now, leave with `CHECK_IRQ`
+/// and pc at the next instruction (as the executor would), else go back.
+fn irq_check(a: &mut Asm, cross: &mut Crossings, l: &Layout, c: &IrqCheck, exit: DynamicLabel) {
+    dynasm!(a
+        ; .arch x64
+        ; =>c.label
+        ; mov rdi, rbx
+        ; mov rax, QWORD interrupt_deliverable as *const () as usize as i64
+        ; call rax
+    );
+    forget_pages(a);
+    dynasm!(a
+        ; .arch x64
+        ; test eax, eax
+        ; jz =>c.back
+    );
+    crossing(a, cross, c.back);
+    dynasm!(a
+        ; .arch x64
+        ; add QWORD [rbx + l.instret], 1
+        ; lea rax, [r13 + c.next]
+        ; mov QWORD [rbx + l.pc], rax
+        ; mov eax, CHECK_IRQ as i32
+        ; jmp =>exit
+    );
+    crossing(a, cross, exit);
 }
 
 /// Run executor operation `index`, the instruction at byte offset `off`
@@ -1816,6 +2019,19 @@ mod tests {
             fregs: &[u64; 32],
             budget: u64,
         ) -> String {
+            self.run_set(compiled, image, regs, fregs, budget, |_| {})
+        }
+
+        /// As `run`, with `set` changing the hart after its reset.
+        fn run_set(
+            &mut self,
+            compiled: bool,
+            image: &[u8],
+            regs: &[u64; 32],
+            fregs: &[u64; 32],
+            budget: u64,
+            set: impl Fn(&mut Hart),
+        ) -> String {
             let (h, ram) = if compiled {
                 (&mut self.jit, &self.ram[1])
             } else {
@@ -1823,8 +2039,17 @@ mod tests {
             };
             ram.write_bytes(BASE, image).unwrap();
             reset(h, regs, fregs);
+            set(h);
+            h.sync_mode();
             let exit = h.run(&mut NoMmio, budget);
-            state(h, ram, exit)
+            format!(
+                "{} sie {:#x} mip {:#x} scause {:#x} sepc {:#x}",
+                state(h, ram, exit),
+                h.csr.mie,
+                h.csr.mip,
+                h.csr.scause,
+                h.csr.sepc
+            )
         }
     }
 
@@ -2026,6 +2251,71 @@ mod tests {
         }
     }
 
+    /// `csrrs`/`csrrc` on `sstatus` agree with the interpreter in U, S and
+    /// M mode, with the FP state dirty or not, whatever bits they set or
+    /// clear, and with an interrupt pending or not when they turn SIE on.
+    #[test]
+    fn inline_sstatus_accesses_match_the_interpreter() {
+        use crate::csr::{irqbit, ms};
+        let csr = |funct3: u32, rd: u32, src: u32| {
+            0x100 << 20 | src << 15 | funct3 << 12 | rd << 7 | 0x73
+        };
+        let cases = [
+            ("csrrs a0, sstatus, a1", csr(2, 10, 11)),
+            ("csrrc a0, sstatus, a1", csr(3, 10, 11)),
+            ("csrrs x0, sstatus, a1", csr(2, 0, 11)),
+            ("csrrsi a0, sstatus, SIE", csr(6, 10, 2)),
+            ("csrrci a0, sstatus, SIE", csr(7, 10, 2)),
+            ("csrrci a0, sstatus, 3", csr(7, 10, 3)),
+            ("csrr a0, sstatus", csr(2, 10, 0)),
+        ];
+        let sum = ms::SUM;
+        let mut pair = Pair::new();
+        let mut runs = 0;
+        for (name, raw) in cases {
+            let op = crate::fastop::lower(decode(raw));
+            assert!(
+                matches!(super::kind(&op), super::Kind::Status(_)),
+                "{name} is compiled inline"
+            );
+            let mut image = vec![0u8; RAM];
+            image[..4].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j . (the trap vectors)
+            let at = (CODE - BASE) as usize;
+            image[at..at + 4].copy_from_slice(&raw.to_le_bytes());
+            image[at + 4..at + 8].copy_from_slice(&0x0017_8793u32.to_le_bytes()); // addi a5, a5, 1
+            image[at + 8..at + 12].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j .
+            for prv in [0u8, 1, 3] {
+                for status in [0, ms::SIE, ms::FS_DIRTY, ms::SIE | sum, ms::SPIE | ms::SPP] {
+                    for operand in [0, ms::SIE, sum, ms::SIE | sum, u64::MAX] {
+                        for pending in [false, true] {
+                            let mut regs = [0u64; 32];
+                            regs[11] = operand;
+                            let set = |h: &mut Hart| {
+                                h.prv = prv;
+                                h.csr.mstatus |= status;
+                                h.csr.mstatus &= !(ms::FS & !status);
+                                h.csr.stvec = BASE;
+                                h.csr.medeleg = !0;
+                                h.csr.mideleg = irqbit::S_ALL;
+                                h.csr.mie = irqbit::SSI;
+                                h.csr.mip = if pending { irqbit::SSI } else { 0 };
+                            };
+                            let fregs = [0u64; 32];
+                            let want = pair.run_set(false, &image, &regs, &fregs, 3, set);
+                            let got = pair.run_set(true, &image, &regs, &fregs, 3, set);
+                            assert_eq!(
+                                got, want,
+                                "{name} prv {prv} mstatus {status:#x} operand {operand:#x} pending {pending}"
+                            );
+                            runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(runs, 7 * 3 * 5 * 5 * 2);
+    }
+
     /// A same-page exit gets a link slot of the form `Jit::link` rewrites
     /// (it leaves any other alone): an empty epoch check, then the jump.
     #[test]
@@ -2048,6 +2338,8 @@ mod tests {
             exit_slot: 0,
             jump_tag: 0,
             jump_miss: 0,
+            prv: 0,
+            mstatus: 0,
         };
         let info = super::BlockInfo {
             paddr: BASE,
