@@ -24,6 +24,9 @@
 //!   on, a call asks whether an interrupt is now deliverable.
 //!   AMOs but min/max are one locked host instruction (or a `cmpxchg`
 //!   loop) on the store path's fast case, the executor otherwise.
+//! - A block that is one instruction straddling two pages calls the
+//!   interpreter to step it (both halves fetched afresh each time) and goes
+//!   on through the jump cache.
 //! - Every other operation (FP, LR/SC, min/max AMOs, CSRs, system
 //!   instructions, division) calls the interpreter's executor for that one
 //!   instruction, with pc and instret brought up to date first.
@@ -531,6 +534,18 @@ unsafe extern "C" fn exec_one(hart: *mut Hart, mmio: *mut c_void, index: u64) ->
     hart.jit_exec_one(*mmio, index as usize)
 }
 
+/// The instruction at pc, which straddles two pages, through the
+/// interpreter (pc and instret are current): a status as a compiled block
+/// returns it.
+///
+/// # Safety
+/// As for [`load_slow`].
+unsafe extern "C" fn step_one(hart: *mut Hart, mmio: *mut c_void) -> u64 {
+    // SAFETY: per the function's contract.
+    let (hart, mmio) = unsafe { (&mut *hart, &mut *(mmio as *mut &mut dyn Mmio)) };
+    hart.jit_step(*mmio)
+}
+
 /// Whether an interrupt is deliverable now (1) or not (0), for compiled
 /// code that has just turned interrupts on.
 ///
@@ -868,7 +883,8 @@ fn assemble(
         jumps,
     };
     let xr = |r: u8| l.x + 8 * i32::from(r & 31);
-    let n = insts.len() as i32;
+    // A block of no decoded instructions is one that straddles pages.
+    let n = (insts.len() as i32).max(1);
     dynasm!(a
         ; .arch x64
         ; push rbx
@@ -895,6 +911,9 @@ fn assemble(
         ; sub r15, n
         ; jb =>bail
     );
+    if insts.is_empty() {
+        straddle(&mut a, l, &mut e);
+    }
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
     // The TLB lookups of inline AMOs, the executor ways of every inline
@@ -905,7 +924,7 @@ fn assemble(
     let mut off: i32 = 0;
     // Instructions retired since instret was last updated.
     let mut pending: i32 = 0;
-    let mut ended = false;
+    let mut ended = insts.is_empty();
     for (i, &(op, raw)) in insts.iter().enumerate() {
         let len: i32 = if raw & 3 == 3 { 4 } else { 2 };
         match kind(&op) {
@@ -1715,6 +1734,33 @@ fn irq_check(a: &mut Asm, cross: &mut Crossings, l: &Layout, c: &IrqCheck, exit:
     crossing(a, cross, exit);
 }
 
+/// The code of a block that is one instruction straddling two pages (no
+/// decoded instructions): the interpreter steps it, fetching both halves
+/// afresh every time, and the block goes on through the jump cache as a
+/// jump to another page does, so chains through such an instruction do
+/// not stop at it.
+fn straddle(a: &mut Asm, l: &Layout, e: &mut Exits) {
+    dynasm!(a
+        ; .arch x64
+        ; mov QWORD [rbx + l.pc], r13
+        ; mov rdi, rbx
+        ; mov rsi, r12
+        ; mov rax, QWORD step_one as *const () as usize as i64
+        ; call rax
+    );
+    forget_pages(a);
+    dynasm!(a
+        ; .arch x64
+        ; test rax, rax
+        ; jnz =>e.exit
+        ; mov rcx, QWORD [rbx + l.pc]
+    );
+    if e.chains {
+        jump_cache(a, l, e);
+    }
+    dynasm!(a ; .arch x64 ; xor eax, eax ; jmp =>e.exit);
+}
+
 /// Run executor operation `index`, the instruction at byte offset `off`
 /// (instret already current): pc first, then the call; a status other than
 /// `NEXT` leaves through `exit`.
@@ -2314,6 +2360,40 @@ mod tests {
             }
         }
         assert_eq!(runs, 7 * 3 * 5 * 5 * 2);
+    }
+
+    /// A loop through an instruction that straddles two pages runs it in
+    /// compiled code (interpreter stepped, chained on through the jump
+    /// cache) with the interpreter's results for every budget; one whose
+    /// second half lies past the end of RAM takes the same fetch fault.
+    #[test]
+    fn an_instruction_across_pages_runs_as_the_interpreter_runs_it() {
+        let put = |image: &mut [u8], at: u64, w: u32| {
+            let at = (at - BASE) as usize;
+            image[at..at + 4].copy_from_slice(&w.to_le_bytes());
+        };
+        let mut image = vec![0u8; RAM];
+        put(&mut image, BASE, 0x0000_006f); // j . (the trap vector)
+        let top = BASE + 0x8ff6;
+        put(&mut image, top, 0x0015_0513); // addi a0, a0, 1
+        put(&mut image, top + 4, 0x0016_0613); // addi a2, a2, 1
+        put(&mut image, top + 8, 0x0015_8593); // addi a1, a1, 1 (across 0x9000)
+        put(&mut image, top + 12, 0xff5f_f06f); // j top
+        let end = BASE + RAM as u64 - 2;
+        put(&mut image, end - 4, 0x0015_0513); // addi a0, a0, 1
+        image[RAM - 2..].copy_from_slice(&[0x93, 0x85]); // the first half of addi a1, a1, 1
+        let mut pair = Pair::new();
+        let regs = [0u64; 32];
+        let fregs = [0u64; 32];
+        for (pc, budgets) in [(top, 1..=60), (end - 4, 1..=4)] {
+            for budget in budgets {
+                let set = |h: &mut Hart| h.pc = pc;
+                let want = pair.run_set(false, &image, &regs, &fregs, budget, set);
+                let got = pair.run_set(true, &image, &regs, &fregs, budget, set);
+                assert_eq!(got, want, "from {pc:#x}, budget {budget}");
+            }
+        }
+        assert!(pair.jit.jit_blocks() >= 3, "the blocks were compiled");
     }
 
     /// A same-page exit gets a link slot of the form `Jit::link` rewrites
