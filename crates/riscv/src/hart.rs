@@ -517,6 +517,21 @@ impl Hart {
                         self.build_block(idx, paddr, host);
                     }
                 }
+                let b = &self.blocks[idx];
+                if b.insts.len() as u64 > countdown
+                    && self.instret + b.insts.len() as u64 <= end
+                    && self.jit.as_ref().is_some_and(|j| {
+                        b.code.is_some_and(|c| c.generation == j.generation)
+                    })
+                {
+                    // A compiled block that does not fit what is left of
+                    // this interval but fits the budget: look at interrupts
+                    // now and run it in the next interval, rather than
+                    // interpret part of it (its decoded instructions are
+                    // cold in the host's caches by now).
+                    countdown = 0;
+                    break;
+                }
                 let code = self.compiled(idx, countdown);
                 if self.blocks[idx].insts.is_empty() && code.is_none() {
                     // Straddles a page: single-step it (until compiled code
