@@ -520,9 +520,10 @@ impl Hart {
                 let b = &self.blocks[idx];
                 if b.insts.len() as u64 > countdown
                     && self.instret + b.insts.len() as u64 <= end
-                    && self.jit.as_ref().is_some_and(|j| {
-                        b.code.is_some_and(|c| c.generation == j.generation)
-                    })
+                    && self
+                        .jit
+                        .as_ref()
+                        .is_some_and(|j| b.code.is_some_and(|c| c.generation == j.generation))
                 {
                     // A compiled block that does not fit what is left of
                     // this interval but fits the budget: look at interrupts

@@ -1204,22 +1204,14 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
             dynasm!(a ; .arch x64 ; lea rax, [r13 + off] ; add rax, imm);
             rd
         }
-        Op::Other(I::OpImm {
-            op: A::Slt,
-            rd,
-            rs1,
-            imm,
-        }) => {
-            dynasm!(a
-                ; .arch x64
-                ; xor eax, eax
-                ; cmp QWORD [rbx + xr(rs1)], imm
-                ; setl al
-            );
-            rd
-        }
         Op::Other(I::OpImm { op, rd, rs1, imm }) => {
             match op {
+                A::Slt => dynasm!(a
+                    ; .arch x64
+                    ; xor eax, eax
+                    ; cmp QWORD [rbx + xr(rs1)], imm
+                    ; setl al
+                ),
                 A::Ror => {
                     dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; ror rax, (imm & 63) as i8)
                 }
