@@ -364,6 +364,7 @@ impl Hart {
             jump_miss: off(std::mem::offset_of!(Hart, jit_jump_miss)),
             prv: off(std::mem::offset_of!(Hart, prv)),
             mstatus: off(std::mem::offset_of!(Hart, csr.mstatus)),
+            hart: 0,
         }
     }
 

@@ -188,6 +188,34 @@ pub(crate) struct Layout {
     pub prv: i32,
     /// `mstatus` (of which `sstatus` is a view).
     pub mstatus: i32,
+    /// Where the hart itself is, from rbx (0 until [`Layout::biased`]).
+    pub hart: i32,
+}
+
+impl Layout {
+    /// The layout as compiled code sees it: rbx points `bias` bytes into
+    /// the hart, so that every guest register is within a signed byte of
+    /// it (`[rbx - 128]` to `[rbx + 120]`) and an access to one is 3 or 4
+    /// bytes instead of 7 or 8. The hart itself is at `rbx - bias`.
+    fn biased(&self) -> Layout {
+        let bias = self.x + 128 - self.hart;
+        Layout {
+            x: self.x - bias,
+            pc: self.pc - bias,
+            instret: self.instret - bias,
+            tlb_epoch: self.tlb_epoch - bias,
+            tlb_load_base: self.tlb_load_base - bias,
+            tlb_store_base: self.tlb_store_base - bias,
+            link_epoch: self.link_epoch - bias,
+            exit_slot: self.exit_slot - bias,
+            jump_tag: self.jump_tag - bias,
+            jump_miss: self.jump_miss - bias,
+            prv: self.prv - bias,
+            mstatus: self.mstatus - bias,
+            hart: self.hart - bias,
+            ..*self
+        }
+    }
 }
 
 /// One hart's code mapping: compiled blocks' main lines in the first
@@ -857,11 +885,14 @@ struct Assembled {
     crossings: Vec<(usize, usize)>,
 }
 
-/// Assemble one block. Registers: rbx = hart, r12 = mmio, r13 =
+/// Assemble one block. Registers: rbx = the hart, biased (see
+/// [`Layout::biased`]: the offsets the code uses are the biased layout's),
+/// r12 = mmio, r13 =
 /// pc of the block's first instruction, r14 = TLB entries, r15 =
 /// instructions left; r9/r10, rdi/r8 and r11/rbp are the page caches (see
 /// [`memory`]); rax, rcx, rdx, rsi are scratch (and rdi, r8 around calls).
-/// Guest registers are `[rbx + x + 8 * n]`.
+/// Guest registers are `[rbx + x + 8 * n]`, a byte's displacement each,
+/// emitted through [`x`].
 /// `ops` collects the operations that go through the executor (their
 /// index is what the code passes).
 fn assemble(
@@ -871,6 +902,7 @@ fn assemble(
     ops: &mut Vec<(Op, u32)>,
     jumps: usize,
 ) -> Option<Assembled> {
+    let l = &l.biased();
     let mut a: Asm = VecAssembler::new(0);
     let mut cross = Crossings::new();
     let exit = a.new_dynamic_label();
@@ -895,7 +927,7 @@ fn assemble(
         ; push rbp
         // Keeps rsp 16-byte aligned at the helpers' calls.
         ; sub rsp, 8
-        ; mov rbx, rdi
+        ; lea rbx, [rdi - l.hart]
         ; mov r12, rsi
         ; mov r15, rdx
         ; mov r14, QWORD l.tlb_entries as i64
@@ -1052,7 +1084,7 @@ fn assemble(
     let cold = a.new_dynamic_label();
     dynasm!(a ; .arch x64 ; =>cold);
     for s in &slows {
-        slow_path(&mut a, &mut cross, s, xr);
+        slow_path(&mut a, &mut cross, l, s, xr);
     }
     for f in &fallbacks {
         fallback(&mut a, &mut cross, l, f, exit);
@@ -1086,6 +1118,93 @@ fn assemble(
     })
 }
 
+/// An x86-64 instruction with a guest register as its memory operand,
+/// `[rbx + disp]`, encoded here: dynasm gives every displacement it is
+/// handed at run time 32 bits, and guest registers, within a signed byte
+/// of rbx (see [`Layout::biased`]), need one.
+#[derive(Clone, Copy)]
+enum X {
+    /// `mov r64, [x]`
+    Load,
+    /// `mov r32, [x]` (zero-extends)
+    Load32,
+    /// `mov [x], r64`
+    Store,
+    /// `add r64, [x]`
+    Add,
+    Sub,
+    And,
+    Or,
+    Xor,
+    Cmp,
+    /// `add r32, [x]`
+    Add32,
+    Sub32,
+    /// `imul r64, [x]`
+    Imul,
+    Imul32,
+    /// `imul qword [x]`: rdx:rax = rax * [x], signed (the register is ignored)
+    ImulWide,
+    /// `mul qword [x]`, unsigned
+    MulWide,
+    /// `movsx r64, byte [x]`
+    Sext8,
+    Sext16,
+}
+
+/// Emit `op` with register `reg` and the guest register at `disp` from rbx.
+fn x(a: &mut Asm, op: X, reg: Rq, disp: i32) {
+    let (wide, opcode, field): (bool, &[u8], u8) = match op {
+        X::Load => (true, &[0x8b], reg as u8),
+        X::Load32 => (false, &[0x8b], reg as u8),
+        X::Store => (true, &[0x89], reg as u8),
+        X::Add => (true, &[0x03], reg as u8),
+        X::Sub => (true, &[0x2b], reg as u8),
+        X::And => (true, &[0x23], reg as u8),
+        X::Or => (true, &[0x0b], reg as u8),
+        X::Xor => (true, &[0x33], reg as u8),
+        X::Cmp => (true, &[0x3b], reg as u8),
+        X::Add32 => (false, &[0x03], reg as u8),
+        X::Sub32 => (false, &[0x2b], reg as u8),
+        X::Imul => (true, &[0x0f, 0xaf], reg as u8),
+        X::Imul32 => (false, &[0x0f, 0xaf], reg as u8),
+        X::ImulWide => (true, &[0xf7], 5),
+        X::MulWide => (true, &[0xf7], 4),
+        X::Sext8 => (true, &[0x0f, 0xbe], reg as u8),
+        X::Sext16 => (true, &[0x0f, 0xbf], reg as u8),
+    };
+    modrm(a, wide, opcode, field, disp);
+}
+
+/// REX prefix (if any), opcode, ModRM for `[rbx + disp]` with `field` in
+/// its reg bits, and the displacement: one byte when it fits.
+fn modrm(a: &mut Asm, wide: bool, opcode: &[u8], field: u8, disp: i32) {
+    let rex = 0x40 | (u8::from(wide) << 3) | ((field >> 3) << 2);
+    if rex != 0x40 {
+        a.push(rex);
+    }
+    a.extend(opcode.iter().copied());
+    // rm = 3 (rbx): no SIB byte; mod 1 = disp8, 2 = disp32.
+    if let Ok(d) = i8::try_from(disp) {
+        a.push(0x40 | (field & 7) << 3 | 3);
+        a.push(d as u8);
+    } else {
+        a.push(0x80 | (field & 7) << 3 | 3);
+        a.extend(disp.to_le_bytes());
+    }
+}
+
+/// `cmp qword [rbx + disp], imm` (the immediate sign-extended).
+fn x_cmp_imm(a: &mut Asm, disp: i32, imm: i32) {
+    if let Ok(i) = i8::try_from(imm) {
+        modrm(a, true, &[0x83], 7, disp);
+        a.push(i as u8);
+    } else {
+        modrm(a, true, &[0x81], 7, disp);
+        a.extend(imm.to_le_bytes());
+    }
+}
+
 fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
     if n > 0 {
         dynasm!(a ; .arch x64 ; add QWORD [rbx + l.instret], n);
@@ -1095,7 +1214,7 @@ fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
 /// Store rax into guest register `rd` (x0 stays zero).
 fn put(a: &mut Asm, rd: u8, xr: impl Fn(u8) -> i32) {
     if rd & 31 != 0 {
-        dynasm!(a ; .arch x64 ; mov QWORD [rbx + xr(rd)], rax);
+        x(a, X::Store, Rq::RAX, xr(rd));
     }
 }
 
@@ -1106,94 +1225,108 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
     use Instruction as I;
     let rd = match *op {
         Op::Addi { rd, rs1, imm } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, imm);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; add rax, imm);
             rd
         }
         Op::Addiw { rd, rs1, imm } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, imm ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; add eax, imm ; movsxd rax, eax);
             rd
         }
         Op::Andi { rd, rs1, imm } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, imm);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; and rax, imm);
             rd
         }
         Op::Ori { rd, rs1, imm } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, imm);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; or rax, imm);
             rd
         }
         Op::Xori { rd, rs1, imm } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, imm);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; xor rax, imm);
             rd
         }
         Op::Slli { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shl rax, (sh & 63) as i8);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; shl rax, (sh & 63) as i8);
             rd
         }
         Op::Srli { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; shr rax, (sh & 63) as i8);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; shr rax, (sh & 63) as i8);
             rd
         }
         Op::Srai { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sar rax, (sh & 63) as i8);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; sar rax, (sh & 63) as i8);
             rd
         }
         Op::Sltiu { rd, rs1, imm } => {
-            dynasm!(a
-                ; .arch x64
-                ; xor eax, eax
-                ; cmp QWORD [rbx + xr(rs1)], imm
-                ; setb al
-            );
+            dynasm!(a ; .arch x64 ; xor eax, eax);
+            x_cmp_imm(a, xr(rs1), imm);
+            dynasm!(a ; .arch x64 ; setb al);
             rd
         }
         Op::Slliw { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shl eax, (sh & 31) as i8 ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; shl eax, (sh & 31) as i8 ; movsxd rax, eax);
             rd
         }
         Op::Srliw { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; shr eax, (sh & 31) as i8 ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; shr eax, (sh & 31) as i8 ; movsxd rax, eax);
             rd
         }
         Op::Sraiw { rd, rs1, sh } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sar eax, (sh & 31) as i8 ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; sar eax, (sh & 31) as i8 ; movsxd rax, eax);
             rd
         }
         Op::Add { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; add rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::Add, Rq::RAX, xr(rs2));
             rd
         }
         Op::Sub { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; sub rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::Sub, Rq::RAX, xr(rs2));
             rd
         }
         Op::And { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; and rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::And, Rq::RAX, xr(rs2));
             rd
         }
         Op::Or { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; or rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::Or, Rq::RAX, xr(rs2));
             rd
         }
         Op::Xor { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; xor rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::Xor, Rq::RAX, xr(rs2));
             rd
         }
         Op::Sltu { rd, rs1, rs2 } => {
-            dynasm!(a
-                ; .arch x64
-                ; mov rcx, QWORD [rbx + xr(rs1)]
-                ; xor eax, eax
-                ; cmp rcx, QWORD [rbx + xr(rs2)]
-                ; setb al
-            );
+            x(a, X::Load, Rq::RCX, xr(rs1));
+            dynasm!(a ; .arch x64 ; xor eax, eax);
+            x(a, X::Cmp, Rq::RCX, xr(rs2));
+            dynasm!(a ; .arch x64 ; setb al);
             rd
         }
         Op::Addw { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; add eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            x(a, X::Add32, Rq::RAX, xr(rs2));
+            dynasm!(a ; .arch x64 ; movsxd rax, eax);
             rd
         }
         Op::Subw { rd, rs1, rs2 } => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)] ; sub eax, DWORD [rbx + xr(rs2)] ; movsxd rax, eax);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            x(a, X::Sub32, Rq::RAX, xr(rs2));
+            dynasm!(a ; .arch x64 ; movsxd rax, eax);
             rd
         }
         Op::Lui { rd, imm } => {
@@ -1206,18 +1339,21 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
         }
         Op::Other(I::OpImm { op, rd, rs1, imm }) => {
             match op {
-                A::Slt => dynasm!(a
-                    ; .arch x64
-                    ; xor eax, eax
-                    ; cmp QWORD [rbx + xr(rs1)], imm
-                    ; setl al
-                ),
-                A::Ror => {
-                    dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; ror rax, (imm & 63) as i8)
+                A::Slt => {
+                    dynasm!(a ; .arch x64 ; xor eax, eax);
+                    x_cmp_imm(a, xr(rs1), imm);
+                    dynasm!(a ; .arch x64 ; setl al);
                 }
-                A::SextB => dynasm!(a ; .arch x64 ; movsx rax, BYTE [rbx + xr(rs1)]),
-                A::SextH => dynasm!(a ; .arch x64 ; movsx rax, WORD [rbx + xr(rs1)]),
-                A::Rev8 => dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)] ; bswap rax),
+                A::Ror => {
+                    x(a, X::Load, Rq::RAX, xr(rs1));
+                    dynasm!(a ; .arch x64 ; ror rax, (imm & 63) as i8);
+                }
+                A::SextB => x(a, X::Sext8, Rq::RAX, xr(rs1)),
+                A::SextH => x(a, X::Sext16, Rq::RAX, xr(rs1)),
+                A::Rev8 => {
+                    x(a, X::Load, Rq::RAX, xr(rs1));
+                    dynasm!(a ; .arch x64 ; bswap rax);
+                }
                 _ => unreachable!("alu_other admits only the operations above"),
             }
             rd
@@ -1229,54 +1365,87 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
             imm,
         }) => {
             // roriw, the only one alu_other admits.
-            dynasm!(a
-                ; .arch x64
-                ; mov eax, DWORD [rbx + xr(rs1)]
-                ; ror eax, (imm & 31) as i8
-                ; movsxd rax, eax
-            );
+            x(a, X::Load32, Rq::RAX, xr(rs1));
+            dynasm!(a ; .arch x64 ; ror eax, (imm & 31) as i8 ; movsxd rax, eax);
             rd
         }
         Op::Other(I::Op { op, rd, rs1, rs2 }) => {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs1)]);
+            x(a, X::Load, Rq::RAX, xr(rs1));
             match op {
-                A::Slt => dynasm!(a
-                    ; .arch x64
-                    ; xor ecx, ecx
-                    ; cmp rax, QWORD [rbx + xr(rs2)]
-                    ; setl cl
-                    ; mov rax, rcx
-                ),
-                A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl rax, cl),
-                A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr rax, cl),
-                A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar rax, cl),
-                A::Rol => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; rol rax, cl),
-                A::Ror => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; ror rax, cl),
+                A::Slt => {
+                    dynasm!(a ; .arch x64 ; xor ecx, ecx);
+                    x(a, X::Cmp, Rq::RAX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; setl cl ; mov rax, rcx);
+                }
+                A::Sll => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; shl rax, cl);
+                }
+                A::Srl => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; shr rax, cl);
+                }
+                A::Sra => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; sar rax, cl);
+                }
+                A::Rol => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; rol rax, cl);
+                }
+                A::Ror => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; ror rax, cl);
+                }
                 A::Max => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovl rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovl rax, rcx);
                 }
                 A::Maxu => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovb rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovb rax, rcx);
                 }
                 A::Min => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmovg rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx);
                 }
                 A::Minu => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; cmp rax, rcx ; cmova rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx);
                 }
-                A::Mul => dynasm!(a ; .arch x64 ; imul rax, QWORD [rbx + xr(rs2)]),
-                A::Mulh => dynasm!(a ; .arch x64 ; imul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
-                A::Mulhu => dynasm!(a ; .arch x64 ; mul QWORD [rbx + xr(rs2)] ; mov rax, rdx),
-                A::Sh1add => dynasm!(a ; .arch x64 ; shl rax, 1 ; add rax, QWORD [rbx + xr(rs2)]),
-                A::Sh2add => dynasm!(a ; .arch x64 ; shl rax, 2 ; add rax, QWORD [rbx + xr(rs2)]),
-                A::Sh3add => dynasm!(a ; .arch x64 ; shl rax, 3 ; add rax, QWORD [rbx + xr(rs2)]),
+                A::Mul => x(a, X::Imul, Rq::RAX, xr(rs2)),
+                A::Mulh => {
+                    x(a, X::ImulWide, Rq::RAX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; mov rax, rdx);
+                }
+                A::Mulhu => {
+                    x(a, X::MulWide, Rq::RAX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; mov rax, rdx);
+                }
+                A::Sh1add => {
+                    dynasm!(a ; .arch x64 ; shl rax, 1);
+                    x(a, X::Add, Rq::RAX, xr(rs2));
+                }
+                A::Sh2add => {
+                    dynasm!(a ; .arch x64 ; shl rax, 2);
+                    x(a, X::Add, Rq::RAX, xr(rs2));
+                }
+                A::Sh3add => {
+                    dynasm!(a ; .arch x64 ; shl rax, 3);
+                    x(a, X::Add, Rq::RAX, xr(rs2));
+                }
                 A::Andn => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; not rcx ; and rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; not rcx ; and rax, rcx);
                 }
                 A::Orn => {
-                    dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; not rcx ; or rax, rcx)
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; not rcx ; or rax, rcx);
                 }
-                A::Xnor => dynasm!(a ; .arch x64 ; xor rax, QWORD [rbx + xr(rs2)] ; not rax),
+                A::Xnor => {
+                    x(a, X::Xor, Rq::RAX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; not rax);
+                }
                 _ => unreachable!("alu_other admits only the operations above"),
             }
             rd
@@ -1289,14 +1458,29 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
             0
         }
         Op::Other(I::Op32 { op, rd, rs1, rs2 }) => {
-            dynasm!(a ; .arch x64 ; mov eax, DWORD [rbx + xr(rs1)]);
+            x(a, X::Load32, Rq::RAX, xr(rs1));
             match op {
-                A::Sll => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shl eax, cl),
-                A::Srl => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; shr eax, cl),
-                A::Sra => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; sar eax, cl),
-                A::Rol => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; rol eax, cl),
-                A::Ror => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(rs2)] ; ror eax, cl),
-                A::Mul => dynasm!(a ; .arch x64 ; imul eax, DWORD [rbx + xr(rs2)]),
+                A::Sll => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; shl eax, cl);
+                }
+                A::Srl => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; shr eax, cl);
+                }
+                A::Sra => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; sar eax, cl);
+                }
+                A::Rol => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; rol eax, cl);
+                }
+                A::Ror => {
+                    x(a, X::Load, Rq::RCX, xr(rs2));
+                    dynasm!(a ; .arch x64 ; ror eax, cl);
+                }
+                A::Mul => x(a, X::Imul32, Rq::RAX, xr(rs2)),
                 _ => unreachable!("alu_other admits only the operations above"),
             }
             dynasm!(a ; .arch x64 ; movsxd rax, eax);
@@ -1320,13 +1504,8 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
         }
         Op::Jalr { rd, rs1, imm } => {
             // The target first: rd may be rs1.
-            dynasm!(a
-                ; .arch x64
-                ; mov rcx, QWORD [rbx + xr(rs1)]
-                ; add rcx, imm
-                ; and rcx, -2
-                ; lea rax, [r13 + next]
-            );
+            x(a, X::Load, Rq::RCX, xr(rs1));
+            dynasm!(a ; .arch x64 ; add rcx, imm ; and rcx, -2 ; lea rax, [r13 + next]);
             put(a, rd, xr);
             sync_instret(a, l, retired);
             if e.chains {
@@ -1348,11 +1527,8 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
             // instret first: its `add` changes the flags.
             sync_instret(a, l, retired);
             let taken = a.new_dynamic_label();
-            dynasm!(a
-                ; .arch x64
-                ; mov rax, QWORD [rbx + xr(rs1)]
-                ; cmp rax, QWORD [rbx + xr(rs2)]
-            );
+            x(a, X::Load, Rq::RAX, xr(rs1));
+            x(a, X::Cmp, Rq::RAX, xr(rs2));
             match *op {
                 Op::Beq { .. } => dynasm!(a ; .arch x64 ; je =>taken),
                 Op::Bne { .. } => dynasm!(a ; .arch x64 ; jne =>taken),
@@ -1472,11 +1648,8 @@ fn memory(
     let (rs1, imm, size) = match m {
         Mem::Load { rs1, imm, size, .. } | Mem::Store { rs1, imm, size, .. } => (rs1, imm, size),
     };
-    dynasm!(a
-        ; .arch x64
-        ; mov rsi, QWORD [rbx + xr(rs1)]
-        ; add rsi, imm
-    );
+    x(a, X::Load, Rq::RSI, xr(rs1));
+    dynasm!(a ; .arch x64 ; add rsi, imm);
     if size > 1 {
         dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>slow);
         crossing(a, cross, slow);
@@ -1495,7 +1668,7 @@ fn memory(
         Mem::Store { rs2, size, .. } => {
             no_reservation(a, cross, l, slow);
             page_check(a, cross, tag, fill, hit);
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(rs2)]);
+            x(a, X::Load, Rq::RAX, xr(rs2));
             match size {
                 1 => dynasm!(a ; .arch x64 ; mov BYTE [Rq(host) + rdx], al),
                 2 => dynasm!(a ; .arch x64 ; mov WORD [Rq(host) + rdx], ax),
@@ -1529,16 +1702,12 @@ fn atomic(
         size,
     };
     let (tag, host) = page_cache(mem);
-    dynasm!(a
-        ; .arch x64
-        ; mov rsi, QWORD [rbx + xr(m.rs1)]
-        ; test esi, i32::from(size - 1)
-        ; jnz =>fallback
-    );
+    x(a, X::Load, Rq::RSI, xr(m.rs1));
+    dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>fallback);
     crossing(a, cross, fallback);
     no_reservation(a, cross, l, fallback);
     page_check(a, cross, tag, fill, hit);
-    dynasm!(a ; .arch x64 ; mov rax, QWORD [rbx + xr(m.rs2)]);
+    x(a, X::Load, Rq::RAX, xr(m.rs2));
     match (m.op, m.double) {
         (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rdx], rax),
         (AmoOp::Add, false) => dynasm!(a ; .arch x64 ; lock xadd DWORD [Rq(host) + rdx], eax),
@@ -1645,7 +1814,7 @@ fn status(
     if writes {
         // rcx = the new sstatus; rax = mstatus, rdx = the old sstatus.
         match c.op {
-            CsrOp::Rs | CsrOp::Rc => dynasm!(a ; .arch x64 ; mov rcx, QWORD [rbx + xr(c.src)]),
+            CsrOp::Rs | CsrOp::Rc => x(a, X::Load, Rq::RCX, xr(c.src)),
             _ => dynasm!(a ; .arch x64 ; mov ecx, i32::from(c.src)),
         }
         match c.op {
@@ -1704,7 +1873,7 @@ fn irq_check(a: &mut Asm, cross: &mut Crossings, l: &Layout, c: &IrqCheck, exit:
     dynasm!(a
         ; .arch x64
         ; =>c.label
-        ; mov rdi, rbx
+        ; lea rdi, [rbx + l.hart]
         ; mov rax, QWORD interrupt_deliverable as *const () as usize as i64
         ; call rax
     );
@@ -1735,7 +1904,7 @@ fn straddle(a: &mut Asm, l: &Layout, e: &mut Exits) {
     dynasm!(a
         ; .arch x64
         ; mov QWORD [rbx + l.pc], r13
-        ; mov rdi, rbx
+        ; lea rdi, [rbx + l.hart]
         ; mov rsi, r12
         ; mov rax, QWORD step_one as *const () as usize as i64
         ; call rax
@@ -1768,7 +1937,7 @@ fn executor_call(
         ; .arch x64
         ; lea rax, [r13 + off]
         ; mov QWORD [rbx + l.pc], rax
-        ; mov rdi, rbx
+        ; lea rdi, [rbx + l.hart]
         ; mov rsi, r12
         ; mov rdx, QWORD index as i64
         ; mov rax, QWORD exec_one as *const () as usize as i64
@@ -1898,12 +2067,18 @@ fn load_tail(a: &mut Asm, rd: u8, size: u8, signed: bool, xr: impl Fn(u8) -> i32
 
 /// The out-of-line path of a load or store: the `Hart` method, then back
 /// to the main line, or to the trap exit.
-fn slow_path(a: &mut Asm, cross: &mut Crossings, s: &Slow, xr: impl Fn(u8) -> i32 + Copy) {
+fn slow_path(
+    a: &mut Asm,
+    cross: &mut Crossings,
+    l: &Layout,
+    s: &Slow,
+    xr: impl Fn(u8) -> i32 + Copy,
+) {
     dynasm!(a
         ; .arch x64
         ; =>s.label
         ; mov rdx, rsi
-        ; mov rdi, rbx
+        ; lea rdi, [rbx + l.hart]
         ; mov rsi, r12
     );
     // Both return whether the access went through: a load in rdx (its
@@ -1916,14 +2091,11 @@ fn slow_path(a: &mut Asm, cross: &mut Crossings, s: &Slow, xr: impl Fn(u8) -> i3
             ; call rax
             ; mov rcx, rdx
         ),
-        Mem::Store { rs2, size, .. } => dynasm!(a
-            ; .arch x64
-            ; mov ecx, i32::from(size)
-            ; mov r8, QWORD [rbx + xr(rs2)]
-            ; mov rax, QWORD store_slow as *const () as usize as i64
-            ; call rax
-            ; mov rcx, rax
-        ),
+        Mem::Store { rs2, size, .. } => {
+            dynasm!(a ; .arch x64 ; mov ecx, i32::from(size));
+            x(a, X::Load, Rq::R8, xr(rs2));
+            dynasm!(a ; .arch x64 ; mov rax, QWORD store_slow as *const () as usize as i64 ; call rax ; mov rcx, rax);
+        }
     }
     forget_pages(a);
     dynasm!(a
@@ -2388,11 +2560,37 @@ mod tests {
         assert!(pair.jit.jit_blocks() >= 3, "the blocks were compiled");
     }
 
-    /// A same-page exit gets a link slot of the form `Jit::link` rewrites
-    /// (it leaves any other alone): an empty epoch check, then the jump.
+    /// Guest registers are reached with one-byte displacements from rbx:
+    /// `add a0, a1, a2` is `mov rax, [rbx-40]; add rax, [rbx-32];
+    /// mov [rbx-48], rax` with rbx 128 bytes past `x[0]`.
     #[test]
-    fn a_link_slot_ends_in_the_jump_link_rewrites() {
-        let layout = super::Layout {
+    fn guest_registers_are_a_byte_from_rbx() {
+        let mut layout = test_layout();
+        layout.x = 0x40;
+        let info = super::BlockInfo {
+            paddr: BASE,
+            pc: BASE,
+            chains: true,
+        };
+        let add = 0x00c5_8533; // add a0, a1, a2
+        let insts = [(crate::fastop::lower(decode(add)), add)];
+        let code = super::assemble(&layout, &info, &insts, &mut Vec::new(), 0)
+            .unwrap()
+            .code;
+        let want = [
+            0x48, 0x8b, 0x43, 0xd8, // mov rax, [rbx - 40]
+            0x48, 0x03, 0x43, 0xe0, // add rax, [rbx - 32]
+            0x48, 0x89, 0x43, 0xd0, // mov [rbx - 48], rax
+        ];
+        assert!(code.windows(want.len()).any(|w| w == want), "{code:02x?}");
+        // and the prologue points rbx there: lea rbx, [rdi + 0x40 + 128]
+        let lea = [0x48, 0x8d, 0x9f, 0xc0, 0x00, 0x00, 0x00];
+        assert!(code.windows(lea.len()).any(|w| w == lea), "{code:02x?}");
+    }
+
+    /// A layout with every field at 0: enough to assemble blocks.
+    fn test_layout() -> super::Layout {
+        super::Layout {
             x: 0,
             pc: 0,
             instret: 0,
@@ -2412,7 +2610,15 @@ mod tests {
             jump_miss: 0,
             prv: 0,
             mstatus: 0,
-        };
+            hart: 0,
+        }
+    }
+
+    /// A same-page exit gets a link slot of the form `Jit::link` rewrites
+    /// (it leaves any other alone): an empty epoch check, then the jump.
+    #[test]
+    fn a_link_slot_ends_in_the_jump_link_rewrites() {
+        let layout = test_layout();
         let info = super::BlockInfo {
             paddr: BASE,
             pc: BASE,
