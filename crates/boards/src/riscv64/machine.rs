@@ -32,6 +32,10 @@ use crate::console::{ConsoleOutput, Seen};
 
 /// Instructions a hart runs before the next one gets its turn.
 const SLICE: u64 = 20_000;
+/// Instructions a lone hart runs between two looks of the run loop at its
+/// own business (stop and pause requests, the RTC alarm, a panic's grace
+/// time): each look takes several locks that device threads take too.
+const LONE_SLICE: u64 = 1_000_000;
 /// How long the rest of a panic report may take before vessel stops.
 const PANIC_GRACE: Duration = Duration::from_secs(2);
 
@@ -478,6 +482,11 @@ impl VirtMachine {
     fn run_loop(&mut self, profiler: &mut Option<Profiler>) -> Result<Outcome, VirtError> {
         // Per hart: the wake-up generation at which it began to wait.
         let mut waiting: Vec<Option<u64>> = vec![None; self.harts.len()];
+        let slice = if self.harts.len() == 1 {
+            LONE_SLICE
+        } else {
+            SLICE
+        };
         loop {
             if let Some(reason) = self.events.stop_reason() {
                 return Ok(Outcome::Stopped(reason));
@@ -505,7 +514,7 @@ impl VirtMachine {
                 }
                 ran = true;
                 let Some(p) = profiler.as_mut() else {
-                    match hart.run(&mut self.mmio, SLICE) {
+                    match hart.run(&mut self.mmio, slice) {
                         Exit::Budget => {}
                         // Wake-ups that happened during this slice count as
                         // news for the waiting hart: compare with the old value.
