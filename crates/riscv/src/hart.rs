@@ -358,6 +358,8 @@ impl Hart {
             entry_epoch: off(t.entry_epoch),
             entry_host: off(t.host),
             resv_active: self.ram.reservations_active_addr(),
+            resv_slot: self.ram.reservation_slot_addr(self.config.hart_id),
+            ram_delta: self.ram.base().wrapping_sub(self.ram.host_addr() as u64),
             link_epoch: off(std::mem::offset_of!(Hart, link_epoch)),
             exit_slot: off(std::mem::offset_of!(Hart, jit_exit_slot)),
             jump_tag: off(std::mem::offset_of!(Hart, jump_tag)),

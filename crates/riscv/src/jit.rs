@@ -27,7 +27,9 @@
 //! - A block that is one instruction straddling two pages calls the
 //!   interpreter to step it (both halves fetched afresh each time) and goes
 //!   on through the jump cache.
-//! - Every other operation (FP, LR/SC, min/max AMOs, CSRs, system
+//! - LR/SC are inline for a hart alone with its reservation (see
+//!   [`reserve`]), the executor otherwise.
+//! - Every other operation (FP, min/max AMOs, CSRs, system
 //!   instructions, division) calls the interpreter's executor for that one
 //!   instruction, with pc and instret brought up to date first.
 //!
@@ -176,6 +178,11 @@ pub(crate) struct Layout {
     pub entry_host: i32,
     /// The count of active LR reservations (an `AtomicU32` in shared RAM state).
     pub resv_active: usize,
+    /// This hart's reservation slot (an `AtomicU64`: the reserved 8-byte
+    /// granule's physical address, or `u64::MAX`).
+    pub resv_slot: usize,
+    /// Guest physical address minus host address, for RAM (one region).
+    pub ram_delta: u64,
     /// Link slots hold this epoch while valid (`Hart::link_epoch`).
     pub link_epoch: i32,
     /// Where a block leaves the address of the link slot it could not take.
@@ -614,6 +621,9 @@ enum Kind {
     Jump,
     /// An AMO with a host atomic inline, the executor otherwise.
     Amo(Amo),
+    /// LR or SC with the reservation taken or checked inline, the
+    /// executor otherwise.
+    Reserve(Reserve),
     /// An access to `sstatus` that reads it or moves SIE only inline, the
     /// executor otherwise.
     Status(Status),
@@ -626,6 +636,16 @@ enum Kind {
 #[derive(Clone, Copy)]
 struct Amo {
     op: AmoOp,
+    rd: u8,
+    rs1: u8,
+    rs2: u8,
+    double: bool,
+}
+
+/// `lr`/`sc` compiled inline (see [`reserve`]).
+#[derive(Clone, Copy)]
+struct Reserve {
+    sc: bool,
     rd: u8,
     rs1: u8,
     rs2: u8,
@@ -764,6 +784,25 @@ fn kind(op: &Op) -> Kind {
             double,
         }) => Kind::Amo(Amo {
             op,
+            rd,
+            rs1,
+            rs2,
+            double,
+        }),
+        Op::Other(I::Lr { rd, rs1, double }) => Kind::Reserve(Reserve {
+            sc: false,
+            rd,
+            rs1,
+            rs2: 0,
+            double,
+        }),
+        Op::Other(I::Sc {
+            rd,
+            rs1,
+            rs2,
+            double,
+        }) => Kind::Reserve(Reserve {
+            sc: true,
             rd,
             rs1,
             rs2,
@@ -948,7 +987,7 @@ fn assemble(
     }
     let mut traps: Vec<TrapExit> = Vec::new();
     let mut slows: Vec<Slow> = Vec::new();
-    // The TLB lookups of inline AMOs, the executor ways of every inline
+    // The TLB lookups of inline AMOs and LR/SC, the executor ways of every inline
     // operation, the interrupt checks of inline `sstatus` writes.
     let mut amo_fills: Vec<Slow> = Vec::new();
     let mut fallbacks: Vec<Fallback> = Vec::new();
@@ -1002,6 +1041,21 @@ fn assemble(
                 let index = ops.len();
                 ops.push((op, raw));
                 let fill = atomic(&mut a, &mut cross, l, amo, xr);
+                fallbacks.push(Fallback {
+                    label: fill.label,
+                    back: fill.back,
+                    off,
+                    index,
+                });
+                amo_fills.push(fill);
+            }
+            Kind::Reserve(r) => {
+                // As for AMOs.
+                sync_instret(&mut a, l, pending);
+                pending = 0;
+                let index = ops.len();
+                ops.push((op, raw));
+                let fill = reserve(&mut a, &mut cross, l, r, xr);
                 fallbacks.push(Fallback {
                     label: fill.label,
                     back: fill.back,
@@ -1749,6 +1803,119 @@ fn atomic(
     }
 }
 
+/// The main line of `lr` and `sc`, for one hart alone with its
+/// reservation (the executor has every other case: a misaligned address,
+/// a page not in the page cache or the TLB, another hart's reservation).
+///
+/// - `lr`: an aligned load through the load page cache, then this hart's
+///   reservation slot gets the granule's physical address (RAM's host
+///   address plus `ram_delta`), and the count of active reservations goes
+///   up if the slot was empty.
+/// - `sc`: when exactly one reservation is active and it is this hart's,
+///   on this granule: the slot is emptied, the count goes down, the store
+///   goes through the store page cache and rd = 0. Otherwise the executor
+///   decides (failure, rd = 1, and the reservation gone).
+fn reserve(
+    a: &mut Asm,
+    cross: &mut Crossings,
+    l: &Layout,
+    r: Reserve,
+    xr: impl Fn(u8) -> i32 + Copy,
+) -> Slow {
+    let fallback = a.new_dynamic_label();
+    let back = a.new_dynamic_label();
+    let fill = a.new_dynamic_label();
+    let hit = a.new_dynamic_label();
+    let size: u8 = if r.double { 8 } else { 4 };
+    let mem = if r.sc {
+        Mem::Store {
+            rs1: r.rs1,
+            rs2: r.rs2,
+            imm: 0,
+            size,
+        }
+    } else {
+        Mem::Load {
+            rd: r.rd,
+            rs1: r.rs1,
+            imm: 0,
+            size,
+            signed: true,
+        }
+    };
+    let (tag, host) = page_cache(mem);
+    x(a, X::Load, Rq::RSI, xr(r.rs1));
+    dynasm!(a
+        ; .arch x64
+        ; test esi, i32::from(size - 1)
+        ; jnz =>fallback
+    );
+    crossing(a, cross, fallback);
+    page_check(a, cross, tag, fill, hit);
+    // rcx = the granule's physical address.
+    dynasm!(a
+        ; .arch x64
+        ; lea rcx, [Rq(host) + rdx]
+        ; mov rax, QWORD l.ram_delta as i64
+        ; add rcx, rax
+        ; and rcx, -8
+        ; mov rsi, QWORD l.resv_slot as i64
+    );
+    if r.sc {
+        dynasm!(a
+            ; .arch x64
+            ; cmp rcx, QWORD [rsi]
+            ; jne =>fallback
+        );
+        crossing(a, cross, fallback);
+        dynasm!(a
+            ; .arch x64
+            ; mov rax, QWORD l.resv_active as i64
+            ; cmp DWORD [rax], 1
+            ; jne =>fallback
+        );
+        crossing(a, cross, fallback);
+        dynasm!(a
+            ; .arch x64
+            ; mov QWORD [rsi], -1
+            ; lock dec DWORD [rax]
+        );
+        x(a, X::Load, Rq::RAX, xr(r.rs2));
+        if r.double {
+            dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rdx], rax);
+        } else {
+            dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rdx], eax);
+        }
+        dynasm!(a ; .arch x64 ; xor eax, eax);
+    } else {
+        let held = a.new_dynamic_label();
+        if r.double {
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx]);
+        } else {
+            dynasm!(a ; .arch x64 ; movsxd rax, DWORD [Rq(host) + rdx]);
+        }
+        dynasm!(a
+            ; .arch x64
+            ; xchg QWORD [rsi], rcx
+            ; cmp rcx, -1
+            ; jne =>held
+            ; mov rcx, QWORD l.resv_active as i64
+            ; lock inc DWORD [rcx]
+            ; =>held
+        );
+    }
+    put(a, r.rd, xr);
+    dynasm!(a ; .arch x64 ; =>back);
+    Slow {
+        fill,
+        hit,
+        label: fallback,
+        back,
+        trap: fallback,
+        mem,
+    }
+}
+
 /// The way through the executor of an inline operation that is not the
 /// fast case (for an AMO: a misaligned address, an active reservation, a
 /// TLB miss, a device, a fault): as for any executor operation, except
@@ -2253,12 +2420,13 @@ mod tests {
             h.sync_mode();
             let exit = h.run(&mut NoMmio, budget);
             format!(
-                "{} sie {:#x} mip {:#x} scause {:#x} sepc {:#x}",
+                "{} sie {:#x} mip {:#x} scause {:#x} sepc {:#x} reservations {:x?}",
                 state(h, ram, exit),
                 h.csr.mie,
                 h.csr.mip,
                 h.csr.scause,
-                h.csr.sepc
+                h.csr.sepc,
+                ram.reservations(0)
             )
         }
     }
@@ -2461,6 +2629,68 @@ mod tests {
         }
     }
 
+    /// LR/SC compiled inline agree with the interpreter: a pair that
+    /// succeeds, an SC with no reservation, one on another granule, one
+    /// after a store to the reserved granule, misaligned addresses, words
+    /// (sign-extended) and doublewords, LR twice in a row; registers,
+    /// memory and the reservations must agree.
+    #[test]
+    fn inline_lr_sc_match_the_interpreter() {
+        // funct5: LR 0x02, SC 0x03; rd, rs1, rs2 as given.
+        let op = |funct5: u32, double: bool, rd: u32, rs1: u32, rs2: u32| {
+            funct5 << 27 | rs2 << 20 | rs1 << 15 | (2 + u32::from(double)) << 12 | rd << 7 | 0x2f
+        };
+        let sd = |rs2: u32, rs1: u32| rs2 << 20 | rs1 << 15 | 3 << 12 | 0x23; // sd rs2, 0(rs1)
+        let mut pair = Pair::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for double in [false, true] {
+            let lr = |rd, rs1| op(0x02, double, rd, rs1, 0);
+            let sc = |rd, rs1, rs2| op(0x03, double, rd, rs1, rs2);
+            // a0 = lr (a2); a1 = sc a3, (a2): each program, then j .
+            let programs: [(&str, Vec<u32>); 6] = [
+                ("lr; sc", vec![lr(10, 12), sc(11, 12, 13)]),
+                ("sc alone", vec![sc(11, 12, 13)]),
+                ("lr; sc elsewhere", vec![lr(10, 12), sc(11, 14, 13)]),
+                ("lr; sd; sc", vec![lr(10, 12), sd(13, 12), sc(11, 12, 13)]),
+                ("lr; lr; sc", vec![lr(10, 14), lr(10, 12), sc(11, 12, 13)]),
+                (
+                    "lr; sc; sc",
+                    vec![lr(10, 12), sc(11, 12, 13), sc(15, 12, 13)],
+                ),
+            ];
+            for (name, code) in &programs {
+                for misalign in [0u64, 4] {
+                    let mut image = vec![0u8; RAM];
+                    image[..4].copy_from_slice(&0x0000_006fu32.to_le_bytes()); // j .
+                    for b in &mut image[(DATA - BASE) as usize..(DATA - BASE + DATA_LEN) as usize] {
+                        *b = next(&mut seed) as u8;
+                    }
+                    // ld t0, 0(a4); sd t0, 0(a4): the page is in the TLB
+                    // for loads and stores, so the inline paths run.
+                    let mut words = vec![0x0007_3283, 0x0057_3023];
+                    words.extend(code);
+                    words.push(0x0000_006f); // j .
+                    for (k, w) in words.iter().enumerate() {
+                        let at = (CODE - BASE) as usize + 4 * k;
+                        image[at..at + 4].copy_from_slice(&w.to_le_bytes());
+                    }
+                    let mut regs = [0u64; 32];
+                    regs[12] = DATA + 0x100 + misalign;
+                    regs[13] = 0x8000_0001_ffff_fff3;
+                    regs[14] = DATA + 0x200;
+                    let fregs = [0u64; 32];
+                    let budget = words.len() as u64 + 2;
+                    let want = pair.run_set(false, &image, &regs, &fregs, budget, |_| {});
+                    assert_eq!(
+                        pair.run_set(true, &image, &regs, &fregs, budget, |_| {}),
+                        want,
+                        "{name} double {double} misalign {misalign}"
+                    );
+                }
+            }
+        }
+    }
+
     /// `csrrs`/`csrrc` on `sstatus` agree with the interpreter in U, S and
     /// M mode, with the FP state dirty or not, whatever bits they set or
     /// clear, and with an interrupt pending or not when they turn SIE on.
@@ -2604,6 +2834,8 @@ mod tests {
             entry_epoch: 0,
             entry_host: 0,
             resv_active: 0,
+            resv_slot: 0,
+            ram_delta: 0,
             link_epoch: 0,
             exit_slot: 0,
             jump_tag: 0,

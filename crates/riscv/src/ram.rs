@@ -153,6 +153,28 @@ impl Ram {
         &self.resv.active as *const AtomicU32 as usize
     }
 
+    /// Address of `hart`'s reservation slot (an `AtomicU64`: the reserved
+    /// granule, or `u64::MAX`), for compiled LR/SC; it lives as long as any
+    /// clone of this `Ram`.
+    pub(crate) fn reservation_slot_addr(&self, hart: u64) -> usize {
+        &self.resv.slots[hart as usize % RESV_SLOTS] as *const AtomicU64 as usize
+    }
+
+    /// How many reservations are active, and `hart`'s (if any).
+    #[cfg(test)]
+    pub(crate) fn reservations(&self, hart: u64) -> (u32, Option<u64>) {
+        let slot = self.resv.slots[hart as usize % RESV_SLOTS].load(Ordering::Acquire);
+        (
+            self.resv.active.load(Ordering::Acquire),
+            (slot != NO_RESV).then_some(slot),
+        )
+    }
+
+    /// Host address of RAM's first byte.
+    pub(crate) fn host_addr(&self) -> usize {
+        self.host as usize
+    }
+
     /// LR: reserve the granule holding `paddr` for `hart`.
     pub(crate) fn reserve(&self, hart: u64, paddr: u64) {
         let slot = &self.resv.slots[hart as usize % RESV_SLOTS];
