@@ -1248,6 +1248,24 @@ fn modrm(a: &mut Asm, wide: bool, opcode: &[u8], field: u8, disp: i32) {
     }
 }
 
+/// `add reg, imm` (64-bit), in its one-byte form when the immediate fits
+/// (dynasm gives run-time immediates 32 bits), nothing for 0.
+fn add_imm(a: &mut Asm, reg: Rq, imm: i32) {
+    let r = reg as u8;
+    if imm == 0 {
+        return;
+    }
+    if let Ok(i) = i8::try_from(imm) {
+        // REX.W (+B for r8-r15), 83 /0 ib, ModRM mod = 3.
+        a.push(0x48 | (r >> 3));
+        a.push(0x83);
+        a.push(0xc0 | (r & 7));
+        a.push(i as u8);
+    } else {
+        dynasm!(a ; .arch x64 ; add Rq(r), imm);
+    }
+}
+
 /// `cmp qword [rbx + disp], imm` (the immediate sign-extended).
 fn x_cmp_imm(a: &mut Asm, disp: i32, imm: i32) {
     if let Ok(i) = i8::try_from(imm) {
@@ -1280,7 +1298,7 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
     let rd = match *op {
         Op::Addi { rd, rs1, imm } => {
             x(a, X::Load, Rq::RAX, xr(rs1));
-            dynasm!(a ; .arch x64 ; add rax, imm);
+            add_imm(a, Rq::RAX, imm);
             rd
         }
         Op::Addiw { rd, rs1, imm } => {
@@ -1559,7 +1577,8 @@ fn jump(a: &mut Asm, l: &Layout, e: &mut Exits, op: &Op, off: i32, len: i32, ret
         Op::Jalr { rd, rs1, imm } => {
             // The target first: rd may be rs1.
             x(a, X::Load, Rq::RCX, xr(rs1));
-            dynasm!(a ; .arch x64 ; add rcx, imm ; and rcx, -2 ; lea rax, [r13 + next]);
+            add_imm(a, Rq::RCX, imm);
+            dynasm!(a ; .arch x64 ; and rcx, -2 ; lea rax, [r13 + next]);
             put(a, rd, xr);
             sync_instret(a, l, retired);
             if e.chains {
@@ -1682,9 +1701,9 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
 
 /// The main line of a load or store: the address in rsi; `slow` unless it
 /// is aligned (and, for stores, no LR reservation is active anywhere);
-/// then a one-page cache (a virtual page number and its host page, see
-/// [`page_cache`]), `fill` on a miss (which comes back to `hit`), and the
-/// host access.
+/// then a one-page cache (a virtual page number and where its host page
+/// is, see [`page_cache`]), `fill` on a miss (which comes back to `hit`),
+/// and the host access.
 ///
 /// The page caches hold a page the TLB had for this access type when
 /// compiled code last looked. They are emptied (set to -1, never a page
@@ -1703,7 +1722,7 @@ fn memory(
         Mem::Load { rs1, imm, size, .. } | Mem::Store { rs1, imm, size, .. } => (rs1, imm, size),
     };
     x(a, X::Load, Rq::RSI, xr(rs1));
-    dynasm!(a ; .arch x64 ; add rsi, imm);
+    add_imm(a, Rq::RSI, imm);
     if size > 1 {
         dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>slow);
         crossing(a, cross, slow);
@@ -1713,10 +1732,10 @@ fn memory(
         Mem::Load { size, .. } => {
             page_check(a, cross, tag, fill, hit);
             match size {
-                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host) + rdx]),
-                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host) + rdx]),
-                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rdx]),
-                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx]),
+                1 => dynasm!(a ; .arch x64 ; movzx eax, BYTE [Rq(host) + rsi]),
+                2 => dynasm!(a ; .arch x64 ; movzx eax, WORD [Rq(host) + rsi]),
+                4 => dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rsi]),
+                _ => dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rsi]),
             }
         }
         Mem::Store { rs2, size, .. } => {
@@ -1724,10 +1743,10 @@ fn memory(
             page_check(a, cross, tag, fill, hit);
             x(a, X::Load, Rq::RAX, xr(rs2));
             match size {
-                1 => dynasm!(a ; .arch x64 ; mov BYTE [Rq(host) + rdx], al),
-                2 => dynasm!(a ; .arch x64 ; mov WORD [Rq(host) + rdx], ax),
-                4 => dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rdx], eax),
-                _ => dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rdx], rax),
+                1 => dynasm!(a ; .arch x64 ; mov BYTE [Rq(host) + rsi], al),
+                2 => dynasm!(a ; .arch x64 ; mov WORD [Rq(host) + rsi], ax),
+                4 => dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rsi], eax),
+                _ => dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rsi], rax),
             }
         }
     }
@@ -1763,28 +1782,28 @@ fn atomic(
     page_check(a, cross, tag, fill, hit);
     x(a, X::Load, Rq::RAX, xr(m.rs2));
     match (m.op, m.double) {
-        (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rdx], rax),
-        (AmoOp::Add, false) => dynasm!(a ; .arch x64 ; lock xadd DWORD [Rq(host) + rdx], eax),
-        (AmoOp::Swap, true) => dynasm!(a ; .arch x64 ; xchg QWORD [Rq(host) + rdx], rax),
-        (AmoOp::Swap, false) => dynasm!(a ; .arch x64 ; xchg DWORD [Rq(host) + rdx], eax),
+        (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rsi], rax),
+        (AmoOp::Add, false) => dynasm!(a ; .arch x64 ; lock xadd DWORD [Rq(host) + rsi], eax),
+        (AmoOp::Swap, true) => dynasm!(a ; .arch x64 ; xchg QWORD [Rq(host) + rsi], rax),
+        (AmoOp::Swap, false) => dynasm!(a ; .arch x64 ; xchg DWORD [Rq(host) + rsi], eax),
         (op, double) => {
-            // rax = the old value, rsi = the new one, rcx = the operand.
+            // rax = the old value, rdx = the new one, rcx = the operand.
             let retry = a.new_dynamic_label();
             dynasm!(a ; .arch x64 ; mov rcx, rax);
             if double {
-                dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx] ; =>retry ; mov rsi, rax);
+                dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rsi] ; =>retry ; mov rdx, rax);
             } else {
-                dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rdx] ; =>retry ; mov esi, eax);
+                dynasm!(a ; .arch x64 ; mov eax, DWORD [Rq(host) + rsi] ; =>retry ; mov edx, eax);
             }
             match op {
-                AmoOp::Xor => dynasm!(a ; .arch x64 ; xor rsi, rcx),
-                AmoOp::And => dynasm!(a ; .arch x64 ; and rsi, rcx),
-                _ => dynasm!(a ; .arch x64 ; or rsi, rcx),
+                AmoOp::Xor => dynasm!(a ; .arch x64 ; xor rdx, rcx),
+                AmoOp::And => dynasm!(a ; .arch x64 ; and rdx, rcx),
+                _ => dynasm!(a ; .arch x64 ; or rdx, rcx),
             }
             if double {
-                dynasm!(a ; .arch x64 ; lock cmpxchg QWORD [Rq(host) + rdx], rsi ; jne =>retry);
+                dynasm!(a ; .arch x64 ; lock cmpxchg QWORD [Rq(host) + rsi], rdx ; jne =>retry);
             } else {
-                dynasm!(a ; .arch x64 ; lock cmpxchg DWORD [Rq(host) + rdx], esi ; jne =>retry);
+                dynasm!(a ; .arch x64 ; lock cmpxchg DWORD [Rq(host) + rsi], edx ; jne =>retry);
             }
         }
     }
@@ -1855,16 +1874,16 @@ fn reserve(
     // rcx = the granule's physical address.
     dynasm!(a
         ; .arch x64
-        ; lea rcx, [Rq(host) + rdx]
-        ; mov rax, QWORD l.ram_delta as i64
-        ; add rcx, rax
+        ; lea rcx, [Rq(host) + rsi]
+        ; mov rdx, QWORD l.ram_delta as i64
+        ; add rcx, rdx
         ; and rcx, -8
-        ; mov rsi, QWORD l.resv_slot as i64
+        ; mov rdx, QWORD l.resv_slot as i64
     );
     if r.sc {
         dynasm!(a
             ; .arch x64
-            ; cmp rcx, QWORD [rsi]
+            ; cmp rcx, QWORD [rdx]
             ; jne =>fallback
         );
         crossing(a, cross, fallback);
@@ -1877,26 +1896,26 @@ fn reserve(
         crossing(a, cross, fallback);
         dynasm!(a
             ; .arch x64
-            ; mov QWORD [rsi], -1
+            ; mov QWORD [rdx], -1
             ; lock dec DWORD [rax]
         );
         x(a, X::Load, Rq::RAX, xr(r.rs2));
         if r.double {
-            dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rdx], rax);
+            dynasm!(a ; .arch x64 ; mov QWORD [Rq(host) + rsi], rax);
         } else {
-            dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rdx], eax);
+            dynasm!(a ; .arch x64 ; mov DWORD [Rq(host) + rsi], eax);
         }
         dynasm!(a ; .arch x64 ; xor eax, eax);
     } else {
         let held = a.new_dynamic_label();
         if r.double {
-            dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rdx]);
+            dynasm!(a ; .arch x64 ; mov rax, QWORD [Rq(host) + rsi]);
         } else {
-            dynasm!(a ; .arch x64 ; movsxd rax, DWORD [Rq(host) + rdx]);
+            dynasm!(a ; .arch x64 ; movsxd rax, DWORD [Rq(host) + rsi]);
         }
         dynasm!(a
             ; .arch x64
-            ; xchg QWORD [rsi], rcx
+            ; xchg QWORD [rdx], rcx
             ; cmp rcx, -1
             ; jne =>held
             ; mov rcx, QWORD l.resv_active as i64
@@ -2131,10 +2150,10 @@ fn forget_pages(a: &mut Asm) {
     );
 }
 
-/// The page cache a load or store uses: (page-number register, host-page
-/// register). Loads from the stack or frame (sp, s0) have their own, so
-/// that a function's stack accesses and its other loads do not evict each
-/// other's page.
+/// The page cache a load or store uses: (page-number register, register
+/// of the host page's address minus the guest page's). Loads from the
+/// stack or frame (sp, s0) have their own, so that a function's stack
+/// accesses and its other loads do not evict each other's page.
 fn page_cache(m: Mem) -> (Rq, Rq) {
     match m {
         Mem::Load { rs1: 2 | 8, .. } => (Rq::R9, Rq::R10),
@@ -2144,8 +2163,9 @@ fn page_cache(m: Mem) -> (Rq, Rq) {
 }
 
 /// The page-cache check for the address in rsi: `fill` unless its page is
-/// the one in `tag`; at `hit` (where `fill` comes back), rdx = the offset
-/// in the page.
+/// the one in `tag`; at `hit` (where `fill` comes back) the host address is
+/// rsi plus the cache's host register, which holds the host page's address
+/// minus the guest page's.
 fn page_check(a: &mut Asm, cross: &mut Crossings, tag: Rq, fill: DynamicLabel, hit: DynamicLabel) {
     dynasm!(a
         ; .arch x64
@@ -2155,12 +2175,7 @@ fn page_check(a: &mut Asm, cross: &mut Crossings, tag: Rq, fill: DynamicLabel, h
         ; jne =>fill
     );
     crossing(a, cross, fill);
-    dynasm!(a
-        ; .arch x64
-        ; =>hit
-        ; mov edx, esi
-        ; and edx, 0xfff
-    );
+    dynasm!(a ; .arch x64 ; =>hit);
 }
 
 /// `slow` if an LR reservation is active on any hart: a write must then
@@ -2213,6 +2228,8 @@ fn fill_path(a: &mut Asm, cross: &mut Crossings, l: &Layout, s: &Slow) {
     dynasm!(a
         ; .arch x64
         ; mov Rq(tag), rax
+        ; shl rax, 12
+        ; sub rcx, rax
         ; mov Rq(host), rcx
         ; jmp =>s.hit
     );
