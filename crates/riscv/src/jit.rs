@@ -1262,7 +1262,7 @@ fn add_imm(a: &mut Asm, reg: Rq, imm: i32) {
         a.push(0xc0 | (r & 7));
         a.push(i as u8);
     } else {
-        dynasm!(a ; .arch x64 ; add Rq(r), imm);
+        dynasm!(a ; .arch x64 ; add Rq(reg), imm);
     }
 }
 
