@@ -883,6 +883,9 @@ struct Slow {
     back: DynamicLabel,
     trap: DynamicLabel,
     mem: Mem,
+    /// A store (or AMO) whose page the store page cache may take only
+    /// while no LR reservation is active anywhere (see [`memory`]).
+    unreserved: bool,
 }
 
 /// Where a block's exits go, for [`direct_exit`].
@@ -1011,7 +1014,7 @@ fn assemble(
                 let back = a.new_dynamic_label();
                 let fill = a.new_dynamic_label();
                 let hit = a.new_dynamic_label();
-                memory(&mut a, &mut cross, l, m, [slow, fill, hit], xr);
+                memory(&mut a, &mut cross, m, [slow, fill, hit], xr);
                 dynasm!(a ; .arch x64 ; =>back);
                 if let Mem::Load {
                     rd, size, signed, ..
@@ -1026,6 +1029,7 @@ fn assemble(
                     back,
                     trap,
                     mem: m,
+                    unreserved: matches!(m, Mem::Store { .. }),
                 });
             }
             Kind::Jump => {
@@ -1040,7 +1044,7 @@ fn assemble(
                 pending = 0;
                 let index = ops.len();
                 ops.push((op, raw));
-                let fill = atomic(&mut a, &mut cross, l, amo, xr);
+                let fill = atomic(&mut a, &mut cross, amo, xr);
                 fallbacks.push(Fallback {
                     label: fill.label,
                     back: fill.back,
@@ -1700,20 +1704,24 @@ fn direct_exit(a: &mut Asm, l: &Layout, e: &mut Exits, target: i32) {
 }
 
 /// The main line of a load or store: the address in rsi; `slow` unless it
-/// is aligned (and, for stores, no LR reservation is active anywhere);
-/// then a one-page cache (a virtual page number and where its host page
-/// is, see [`page_cache`]), `fill` on a miss (which comes back to `hit`),
-/// and the host access.
+/// is aligned; then a one-page cache (a virtual page number and where its
+/// host page is, see [`page_cache`]), `fill` on a miss (which comes back
+/// to `hit`), and the host access.
 ///
 /// The page caches hold a page the TLB had for this access type when
 /// compiled code last looked. They are emptied (set to -1, never a page
 /// number) when the run loop enters compiled code and after every call out
 /// of it, which covers every change of privilege, translation or TLB: those
 /// happen only in helpers or outside compiled code. Linked blocks keep them.
+///
+/// The store page cache also stands for "no LR reservation is active
+/// anywhere" (a write must otherwise go through `Hart::store`, which breaks
+/// the ones it hits): the TLB lookup fills it for stores and AMOs only
+/// while none is, and an inline `lr` empties it. Other harts run only
+/// between the run loop's turns, after which the caches start empty.
 fn memory(
     a: &mut Asm,
     cross: &mut Crossings,
-    l: &Layout,
     m: Mem,
     [slow, fill, hit]: [DynamicLabel; 3],
     xr: impl Fn(u8) -> i32 + Copy,
@@ -1739,7 +1747,6 @@ fn memory(
             }
         }
         Mem::Store { rs2, size, .. } => {
-            no_reservation(a, cross, l, slow);
             page_check(a, cross, tag, fill, hit);
             x(a, X::Load, Rq::RAX, xr(rs2));
             match size {
@@ -1756,13 +1763,7 @@ fn memory(
 /// reservation active anywhere, the store page cache or the TLB), then one
 /// locked host instruction (or a `lock cmpxchg` loop for and/or/xor),
 /// which keeps it atomic against device threads too.
-fn atomic(
-    a: &mut Asm,
-    cross: &mut Crossings,
-    l: &Layout,
-    m: Amo,
-    xr: impl Fn(u8) -> i32 + Copy,
-) -> Slow {
+fn atomic(a: &mut Asm, cross: &mut Crossings, m: Amo, xr: impl Fn(u8) -> i32 + Copy) -> Slow {
     let fallback = a.new_dynamic_label();
     let back = a.new_dynamic_label();
     let fill = a.new_dynamic_label();
@@ -1778,7 +1779,6 @@ fn atomic(
     x(a, X::Load, Rq::RSI, xr(m.rs1));
     dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>fallback);
     crossing(a, cross, fallback);
-    no_reservation(a, cross, l, fallback);
     page_check(a, cross, tag, fill, hit);
     x(a, X::Load, Rq::RAX, xr(m.rs2));
     match (m.op, m.double) {
@@ -1819,6 +1819,7 @@ fn atomic(
         back,
         trap: fallback,
         mem,
+        unreserved: true,
     }
 }
 
@@ -1921,6 +1922,8 @@ fn reserve(
             ; mov rcx, QWORD l.resv_active as i64
             ; lock inc DWORD [rcx]
             ; =>held
+            // Stores must now see the reservation (see `memory`).
+            ; mov r11, -1
         );
     }
     put(a, r.rd, xr);
@@ -1932,6 +1935,7 @@ fn reserve(
         back,
         trap: fallback,
         mem,
+        unreserved: false,
     }
 }
 
@@ -2178,18 +2182,6 @@ fn page_check(a: &mut Asm, cross: &mut Crossings, tag: Rq, fill: DynamicLabel, h
     dynasm!(a ; .arch x64 ; =>hit);
 }
 
-/// `slow` if an LR reservation is active on any hart: a write must then
-/// go through `Hart::store`, which breaks the ones it hits.
-fn no_reservation(a: &mut Asm, cross: &mut Crossings, l: &Layout, slow: DynamicLabel) {
-    dynasm!(a
-        ; .arch x64
-        ; mov rax, QWORD l.resv_active as i64
-        ; cmp DWORD [rax], 0
-        ; jne =>slow
-    );
-    crossing(a, cross, slow);
-}
-
 /// The out-of-line TLB lookup after a page-cache miss (page number in
 /// rax, address in rsi): on a hit to a RAM page the page cache takes it and
 /// the main line goes on at `hit`; otherwise the `Hart` method.
@@ -2224,6 +2216,17 @@ fn fill_path(a: &mut Asm, cross: &mut Crossings, l: &Layout, s: &Slow) {
         ; jz =>s.label
     );
     crossing(a, cross, s.label);
+    if s.unreserved {
+        // While an LR reservation is active anywhere a write must go
+        // through `Hart::store`, which breaks the ones it hits.
+        dynasm!(a
+            ; .arch x64
+            ; mov rdx, QWORD l.resv_active as i64
+            ; cmp DWORD [rdx], 0
+            ; jne =>s.label
+        );
+        crossing(a, cross, s.label);
+    }
     let (tag, host) = page_cache(s.mem);
     dynasm!(a
         ; .arch x64
@@ -2682,9 +2685,10 @@ mod tests {
                     for b in &mut image[(DATA - BASE) as usize..(DATA - BASE + DATA_LEN) as usize] {
                         *b = next(&mut seed) as u8;
                     }
-                    // ld t0, 0(a4); sd t0, 0(a4): the page is in the TLB
-                    // for loads and stores, so the inline paths run.
-                    let mut words = vec![0x0007_3283, 0x0057_3023];
+                    // ld t0, 0(a4); sd t0, 0(a4) twice: the page is in the
+                    // TLB for loads and stores, so the inline paths run,
+                    // and in the store page cache when the LR comes.
+                    let mut words = vec![0x0007_3283, 0x0057_3023, 0x0057_3023];
                     words.extend(code);
                     words.push(0x0000_006f); // j .
                     for (k, w) in words.iter().enumerate() {
