@@ -4,7 +4,9 @@
 //! takes input from at most one writer.
 //!
 //! A reader that falls behind by more than [`READER_BACKLOG`] chunks is
-//! disconnected rather than allowed to slow the guest down.
+//! disconnected rather than allowed to slow the guest down. Each reader's
+//! thread writes whatever has queued up at once, so it catches up in one
+//! system call however many chunks a burst left.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -20,8 +22,13 @@ use thiserror::Error;
 
 use crate::protocol::{MAX_HISTORY, MAX_REQUEST, Request, Response, RunState, Status};
 
-/// Output chunks queued for one reader before it is dropped.
-pub const READER_BACKLOG: usize = 4096;
+/// Output chunks queued for one reader before it is dropped. A UART
+/// writes a chunk per byte: this lets a reader's thread be away for 64 KiB
+/// of a boot's printk burst (4096 was too few on a loaded machine once the
+/// emulated CPU ran at a few hundred MIPS).
+pub const READER_BACKLOG: usize = 65536;
+/// Bytes a reader's thread gathers from its queue into one write.
+const READER_BATCH: usize = 64 << 10;
 /// Connections served at once; more are refused with a message.
 pub const MAX_CONNECTIONS: usize = 64;
 
@@ -438,8 +445,17 @@ fn console(hub: &Arc<ConsoleHub>, mut stream: UnixStream, attached: Attached) {
         return;
     }
     if stream.write_all(&past).is_ok() {
+        let mut batch = Vec::with_capacity(READER_BATCH);
         while let Ok(chunk) = rx.recv() {
-            if stream.write_all(&chunk).is_err() {
+            batch.clear();
+            batch.extend_from_slice(&chunk);
+            while batch.len() < READER_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if stream.write_all(&batch).is_err() {
                 break;
             }
         }
@@ -493,6 +509,19 @@ mod tests {
         hub.detach(w.id);
         assert_eq!(hub.counts(), (false, 1));
         assert!(hub.attach(true, 0).is_ok(), "the slot is free again");
+    }
+
+    #[test]
+    fn a_reader_holds_a_burst_of_byte_writes() {
+        let hub = ConsoleHub::new(None, 1 << 20).unwrap();
+        let r = hub.attach(false, 0).unwrap();
+        let burst: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for b in &burst {
+            hub.output(std::slice::from_ref(b));
+        }
+        assert_eq!(hub.counts(), (false, 1), "the reader is still attached");
+        let got: Vec<u8> = r.rx.try_iter().flat_map(|c| c.to_vec()).collect();
+        assert_eq!(got, burst);
     }
 
     #[test]
