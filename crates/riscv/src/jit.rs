@@ -1037,29 +1037,18 @@ fn assemble(
                 ended = true;
                 break;
             }
-            Kind::Amo(amo) => {
+            k @ (Kind::Amo(_) | Kind::Reserve(_)) => {
                 // The executor takes over on the slow path: instret must
                 // be current there.
                 sync_instret(&mut a, l, pending);
                 pending = 0;
                 let index = ops.len();
                 ops.push((op, raw));
-                let fill = atomic(&mut a, &mut cross, amo, xr);
-                fallbacks.push(Fallback {
-                    label: fill.label,
-                    back: fill.back,
-                    off,
-                    index,
-                });
-                amo_fills.push(fill);
-            }
-            Kind::Reserve(r) => {
-                // As for AMOs.
-                sync_instret(&mut a, l, pending);
-                pending = 0;
-                let index = ops.len();
-                ops.push((op, raw));
-                let fill = reserve(&mut a, &mut cross, l, r, xr);
+                let fill = match k {
+                    Kind::Amo(amo) => atomic(&mut a, &mut cross, amo, xr),
+                    Kind::Reserve(r) => reserve(&mut a, &mut cross, l, r, xr),
+                    _ => unreachable!("only AMOs and LR/SC come here"),
+                };
                 fallbacks.push(Fallback {
                     label: fill.label,
                     back: fill.back,
