@@ -1276,6 +1276,26 @@ fn sync_instret(a: &mut Asm, l: &Layout, n: i32) {
     }
 }
 
+/// Register-register operations that take their second operand in rcx
+/// (shift counts, and the ones that combine both operands in registers).
+fn by_rcx(op: AluOp) -> bool {
+    use AluOp as A;
+    matches!(
+        op,
+        A::Sll
+            | A::Srl
+            | A::Sra
+            | A::Rol
+            | A::Ror
+            | A::Max
+            | A::Maxu
+            | A::Min
+            | A::Minu
+            | A::Andn
+            | A::Orn
+    )
+}
+
 /// Store rax into guest register `rd` (x0 stays zero).
 fn put(a: &mut Asm, rd: u8, xr: impl Fn(u8) -> i32) {
     if rd & 31 != 0 {
@@ -1436,76 +1456,44 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
         }
         Op::Other(I::Op { op, rd, rs1, rs2 }) => {
             x(a, X::Load, Rq::RAX, xr(rs1));
+            if by_rcx(op) {
+                x(a, X::Load, Rq::RCX, xr(rs2));
+            }
             match op {
                 A::Slt => {
                     dynasm!(a ; .arch x64 ; xor ecx, ecx);
                     x(a, X::Cmp, Rq::RAX, xr(rs2));
                     dynasm!(a ; .arch x64 ; setl cl ; mov rax, rcx);
                 }
-                A::Sll => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; shl rax, cl);
-                }
-                A::Srl => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; shr rax, cl);
-                }
-                A::Sra => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; sar rax, cl);
-                }
-                A::Rol => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; rol rax, cl);
-                }
-                A::Ror => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; ror rax, cl);
-                }
-                A::Max => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovl rax, rcx);
-                }
-                A::Maxu => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovb rax, rcx);
-                }
-                A::Min => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx);
-                }
-                A::Minu => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx);
-                }
+                A::Sll => dynasm!(a ; .arch x64 ; shl rax, cl),
+                A::Srl => dynasm!(a ; .arch x64 ; shr rax, cl),
+                A::Sra => dynasm!(a ; .arch x64 ; sar rax, cl),
+                A::Rol => dynasm!(a ; .arch x64 ; rol rax, cl),
+                A::Ror => dynasm!(a ; .arch x64 ; ror rax, cl),
+                A::Max => dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovl rax, rcx),
+                A::Maxu => dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovb rax, rcx),
+                A::Min => dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx),
+                A::Minu => dynasm!(a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx),
+                A::Andn => dynasm!(a ; .arch x64 ; not rcx ; and rax, rcx),
+                A::Orn => dynasm!(a ; .arch x64 ; not rcx ; or rax, rcx),
                 A::Mul => x(a, X::Imul, Rq::RAX, xr(rs2)),
-                A::Mulh => {
-                    x(a, X::ImulWide, Rq::RAX, xr(rs2));
+                A::Mulh | A::Mulhu => {
+                    let wide = if op == A::Mulh {
+                        X::ImulWide
+                    } else {
+                        X::MulWide
+                    };
+                    x(a, wide, Rq::RAX, xr(rs2));
                     dynasm!(a ; .arch x64 ; mov rax, rdx);
                 }
-                A::Mulhu => {
-                    x(a, X::MulWide, Rq::RAX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; mov rax, rdx);
-                }
-                A::Sh1add => {
-                    dynasm!(a ; .arch x64 ; shl rax, 1);
+                A::Sh1add | A::Sh2add | A::Sh3add => {
+                    let sh = match op {
+                        A::Sh1add => 1,
+                        A::Sh2add => 2,
+                        _ => 3,
+                    };
+                    dynasm!(a ; .arch x64 ; shl rax, sh);
                     x(a, X::Add, Rq::RAX, xr(rs2));
-                }
-                A::Sh2add => {
-                    dynasm!(a ; .arch x64 ; shl rax, 2);
-                    x(a, X::Add, Rq::RAX, xr(rs2));
-                }
-                A::Sh3add => {
-                    dynasm!(a ; .arch x64 ; shl rax, 3);
-                    x(a, X::Add, Rq::RAX, xr(rs2));
-                }
-                A::Andn => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; not rcx ; and rax, rcx);
-                }
-                A::Orn => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; not rcx ; or rax, rcx);
                 }
                 A::Xnor => {
                     x(a, X::Xor, Rq::RAX, xr(rs2));
@@ -1524,27 +1512,15 @@ fn alu(a: &mut Asm, op: &Op, off: i32, xr: impl Fn(u8) -> i32 + Copy) {
         }
         Op::Other(I::Op32 { op, rd, rs1, rs2 }) => {
             x(a, X::Load32, Rq::RAX, xr(rs1));
+            if by_rcx(op) {
+                x(a, X::Load, Rq::RCX, xr(rs2));
+            }
             match op {
-                A::Sll => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; shl eax, cl);
-                }
-                A::Srl => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; shr eax, cl);
-                }
-                A::Sra => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; sar eax, cl);
-                }
-                A::Rol => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; rol eax, cl);
-                }
-                A::Ror => {
-                    x(a, X::Load, Rq::RCX, xr(rs2));
-                    dynasm!(a ; .arch x64 ; ror eax, cl);
-                }
+                A::Sll => dynasm!(a ; .arch x64 ; shl eax, cl),
+                A::Srl => dynasm!(a ; .arch x64 ; shr eax, cl),
+                A::Sra => dynasm!(a ; .arch x64 ; sar eax, cl),
+                A::Rol => dynasm!(a ; .arch x64 ; rol eax, cl),
+                A::Ror => dynasm!(a ; .arch x64 ; ror eax, cl),
                 A::Mul => x(a, X::Imul32, Rq::RAX, xr(rs2)),
                 _ => unreachable!("alu_other admits only the operations above"),
             }
