@@ -203,9 +203,10 @@ impl Layout {
     /// The layout as compiled code sees it: rbx points `bias` bytes into
     /// the hart, so that every guest register is within a signed byte of
     /// it (`[rbx - 128]` to `[rbx + 120]`) and an access to one is 3 or 4
-    /// bytes instead of 7 or 8. The hart itself is at `rbx - bias`.
+    /// bytes instead of 7 or 8. The hart itself is at `rbx + hart` (a
+    /// biased layout stays as it is).
     fn biased(&self) -> Layout {
-        let bias = self.x + 128 - self.hart;
+        let bias = self.x + 128;
         Layout {
             x: self.x - bias,
             pc: self.pc - bias,
