@@ -1730,22 +1730,13 @@ fn memory(
 /// locked host instruction (or a `lock cmpxchg` loop for and/or/xor),
 /// which keeps it atomic against device threads too.
 fn atomic(a: &mut Asm, cross: &mut Crossings, m: Amo, xr: impl Fn(u8) -> i32 + Copy) -> Slow {
-    let fallback = a.new_dynamic_label();
-    let back = a.new_dynamic_label();
-    let fill = a.new_dynamic_label();
-    let hit = a.new_dynamic_label();
-    let size: u8 = if m.double { 8 } else { 4 };
     let mem = Mem::Store {
         rs1: m.rs1,
         rs2: m.rs2,
         imm: 0,
-        size,
+        size: if m.double { 8 } else { 4 },
     };
-    let (tag, host) = page_cache(mem);
-    x(a, X::Load, Rq::RSI, xr(m.rs1));
-    dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>fallback);
-    crossing(a, cross, fallback);
-    page_check(a, cross, tag, fill, hit);
+    let (slow, host) = atomic_entry(a, cross, mem, true, xr);
     x(a, X::Load, Rq::RAX, xr(m.rs2));
     match (m.op, m.double) {
         (AmoOp::Add, true) => dynasm!(a ; .arch x64 ; lock xadd QWORD [Rq(host) + rsi], rax),
@@ -1777,16 +1768,40 @@ fn atomic(a: &mut Asm, cross: &mut Crossings, m: Amo, xr: impl Fn(u8) -> i32 + C
         dynasm!(a ; .arch x64 ; movsxd rax, eax);
     }
     put(a, m.rd, xr);
-    dynasm!(a ; .arch x64 ; =>back);
-    Slow {
-        fill,
-        hit,
+    dynasm!(a ; .arch x64 ; =>slow.back);
+    slow
+}
+
+/// The start of an AMO's or LR/SC's main line (address `[rs1]`, no
+/// offset): the address in rsi, the executor (the returned `label`) unless
+/// it is aligned, the page-cache check for `mem`'s cache (`fill`/`hit`).
+/// Returns the paths to emit out of line and the cache's host register.
+fn atomic_entry(
+    a: &mut Asm,
+    cross: &mut Crossings,
+    mem: Mem,
+    unreserved: bool,
+    xr: impl Fn(u8) -> i32 + Copy,
+) -> (Slow, Rq) {
+    let (rs1, size) = match mem {
+        Mem::Load { rs1, size, .. } | Mem::Store { rs1, size, .. } => (rs1, size),
+    };
+    let fallback = a.new_dynamic_label();
+    let slow = Slow {
+        fill: a.new_dynamic_label(),
+        hit: a.new_dynamic_label(),
         label: fallback,
-        back,
+        back: a.new_dynamic_label(),
         trap: fallback,
         mem,
-        unreserved: true,
-    }
+        unreserved,
+    };
+    let (tag, host) = page_cache(mem);
+    x(a, X::Load, Rq::RSI, xr(rs1));
+    dynasm!(a ; .arch x64 ; test esi, i32::from(size - 1) ; jnz =>fallback);
+    crossing(a, cross, fallback);
+    page_check(a, cross, tag, slow.fill, slow.hit);
+    (slow, host)
 }
 
 /// The main line of `lr` and `sc`, for one hart alone with its
@@ -1808,10 +1823,6 @@ fn reserve(
     r: Reserve,
     xr: impl Fn(u8) -> i32 + Copy,
 ) -> Slow {
-    let fallback = a.new_dynamic_label();
-    let back = a.new_dynamic_label();
-    let fill = a.new_dynamic_label();
-    let hit = a.new_dynamic_label();
     let size: u8 = if r.double { 8 } else { 4 };
     let mem = if r.sc {
         Mem::Store {
@@ -1829,15 +1840,11 @@ fn reserve(
             signed: true,
         }
     };
-    let (tag, host) = page_cache(mem);
-    x(a, X::Load, Rq::RSI, xr(r.rs1));
-    dynasm!(a
-        ; .arch x64
-        ; test esi, i32::from(size - 1)
-        ; jnz =>fallback
-    );
-    crossing(a, cross, fallback);
-    page_check(a, cross, tag, fill, hit);
+    // The store page cache may take the page while SC's own reservation is
+    // active: it is gone when the inline SC goes on, and the executor
+    // (the fallback) empties the caches.
+    let (slow, host) = atomic_entry(a, cross, mem, false, xr);
+    let fallback = slow.label;
     // rcx = the granule's physical address.
     dynasm!(a
         ; .arch x64
@@ -1893,16 +1900,8 @@ fn reserve(
         );
     }
     put(a, r.rd, xr);
-    dynasm!(a ; .arch x64 ; =>back);
-    Slow {
-        fill,
-        hit,
-        label: fallback,
-        back,
-        trap: fallback,
-        mem,
-        unreserved: false,
-    }
+    dynasm!(a ; .arch x64 ; =>slow.back);
+    slow
 }
 
 /// The way through the executor of an inline operation that is not the
@@ -2513,6 +2512,7 @@ mod tests {
             pair.jit.jit_blocks()
         );
     }
+
     /// Two jump targets of one jump-cache set both stay in it while the
     /// guest jumps back and forth between them, each found by the code
     /// that jumps there.
@@ -2859,6 +2859,7 @@ mod tests {
             .collect();
         assert_eq!(slots.len(), 1, "one link slot in {code:02x?}");
     }
+
     /// Inline AMOs (each operation, word and doubleword, aligned or not,
     /// with an LR reservation active or not) leave what the executor does.
     #[test]
